@@ -1,0 +1,57 @@
+# Everyday commands. `make test` sets up everything it needs first (Python env, cluster binaries,
+# PostgreSQL) and is what CI runs (.ci/run).
+SHELL := /bin/bash
+PY := .venv/bin/python
+VENV_STAMP := .venv/.synced
+PG_ENV = eval "$$(hack/postgres.sh start)"
+PYTEST_ARGS ?=
+
+.PHONY: setup system venv k8s postgres crds lock lint test demo bench clean
+
+setup: system venv k8s
+
+system:
+	@hack/system-deps.sh
+
+venv: $(VENV_STAMP)
+$(VENV_STAMP): requirements/dev.lock requirements/bootstrap.lock pyproject.toml
+	@echo "==> Python environment (.venv, from requirements/*.lock with hashes)"
+	python3 -m venv .venv
+	.venv/bin/pip install -q --disable-pip-version-check --require-hashes -r requirements/bootstrap.lock
+	.venv/bin/uv pip sync -q --python $(PY) --require-hashes requirements/dev.lock
+	.venv/bin/uv pip install -q --python $(PY) --no-deps -e .
+	@touch $@
+
+k8s:
+	@hack/build-k8s.sh >/dev/null
+
+postgres:
+	@hack/postgres.sh start
+
+# Regenerate crds/ from operator/dbops/models.py (a test fails when they drift).
+crds: venv
+	$(PY) -m dbops crds crds
+
+# Regenerate the lock files after a change to pyproject.toml.
+lock: venv
+	.venv/bin/uv pip compile -q pyproject.toml --extra dev --generate-hashes --python-version 3.11 -o requirements/dev.lock
+	.venv/bin/uv pip compile -q pyproject.toml --generate-hashes --python-version 3.11 -o requirements/runtime.lock
+
+lint: venv
+	@echo "==> ruff and mypy"
+	.venv/bin/ruff check operator tests hack
+	.venv/bin/ruff format --check operator tests hack
+	.venv/bin/mypy
+
+test: setup lint
+	@echo "==> tests (real kube-apiserver + etcd, moto server, PostgreSQL)"
+	@$(PG_ENV) && $(PY) -m pytest $(PYTEST_ARGS)
+
+demo: setup
+	@$(PY) hack/demo.py
+
+bench: setup
+	@$(PY) -m pytest tests/bench -m bench -s $(PYTEST_ARGS)
+
+clean:
+	rm -rf .venv .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""dbops: a Kubernetes operator that restores and extends AWS RDS databases."""

@@ -1,0 +1,380 @@
+"""kopf handlers for DBRestore: thin glue between Kubernetes and the decisions in restore.py.
+
+Lifecycle: create -> `accept` writes Pending (its own patch, so `kubectl get -w` shows it at once)
+-> `start` looks before it creates and makes the restore call(s) -> the `poll` timer reads the
+batched status cache until Available -> `finalize` on deletion applies spec.deletionPolicy.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Any
+
+import kopf
+
+from dbops import rds, restore, secrets, settings
+from dbops.models import GROUP, VERSION, DBRestoreSpec
+from dbops.status import now, ready_patch, set_condition, timestamp
+
+RESTORES = (GROUP, VERSION, "dbrestores")
+STARTED_PHASES = ("Restoring", "Available", "Deleting", "Expired")
+cache = rds.StatusCache(settings.get().poll_interval)
+
+
+@kopf.on.startup()
+def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+    """Own finalizer and annotation names, and room for the blocking boto3 calls."""
+    cfg = _settings()
+    settings.persistence.finalizer = f"{GROUP}/finalizer"
+    # kopf's own annotations get a prefix of their own: kopf ignores changes under its prefix, and
+    # users' annotations under dbops.dev/ (the retry annotation) must count as changes.
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=f"kopf.{GROUP}")
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=f"kopf.{GROUP}", key="last-handled-configuration"
+    )
+    settings.execution.max_workers = cfg.max_workers
+    settings.posting.level = logging.INFO
+    settings.watching.server_timeout = 300
+    settings.networking.request_timeout = 60
+
+
+def _settings() -> settings.Settings:
+    return settings.get()
+
+
+def _spec(spec: Any) -> DBRestoreSpec:
+    return DBRestoreSpec.model_validate(dict(spec))
+
+
+@kopf.on.create(*RESTORES, id="accept")
+def accept(body: kopf.Body, status: kopf.Status, meta: kopf.Meta, patch: kopf.Patch, **_: Any) -> None:
+    if status.get("phase"):
+        return
+    patch.status.update(
+        ready_patch(
+            dict(status),
+            meta.get("generation"),
+            "Pending",
+            "Unknown",
+            "Accepted",
+            "restore requested; resolving the source",
+            startTime=timestamp(),
+        )
+    )
+    kopf.info(body, reason="Accepted", message=f"restore of {body['spec']['target']['identifier']} requested")
+
+
+@kopf.on.create(*RESTORES, id="start")
+@kopf.on.update(*RESTORES, id="start")
+def start(
+    body: kopf.Body,
+    spec: kopf.Spec,
+    status: kopf.Status,
+    meta: kopf.Meta,
+    uid: str,
+    name: str,
+    namespace: str | None,
+    patch: kopf.Patch,
+    retry: int,
+    **_: Any,
+) -> None:
+    """Resolve the source and make the restore call(s); also the retry path of a Failed object."""
+    phase = status.get("phase")
+    if phase in STARTED_PHASES:
+        if meta.get("generation") != status.get("observedGeneration"):
+            kopf.warn(
+                body,
+                reason="SpecChangeIgnored",
+                message="the restore has started: only ttl and "
+                "deletionPolicy changes take effect; delete and re-create to restore again",
+            )
+            patch.status["observedGeneration"] = meta.get("generation")
+        return
+    generation = meta.get("generation")
+    try:
+        parsed = _spec(spec)
+        ref = restore.source_ref(parsed, _settings().region)
+        seen = restore.observe(parsed, ref)
+        decision = restore.plan(parsed, seen, uid, namespace or "", name or "", now())
+        for call in decision.calls:
+            rds.call(ref.region, call.operation, **call.params)
+            kopf.info(body, reason="RestoreCall", message=f"{call.operation} for {_target_of(call)}")
+    except restore.SpecError as err:
+        _fail(body, status, patch, generation, err.reason, err.message)
+        return
+    except rds.AWSError as failure:
+        _aws_failure(body, status, patch, generation, failure, retry)
+        return
+    instances = restore.instance_names(parsed) if ref.kind == "cluster" else []
+    cache.forget(ref.region, ref.kind, [parsed.target.identifier])
+    cache.forget(ref.region, "instance", instances)
+    verb = "adopted its own" if decision.adopt and not decision.calls else "started restore of"
+    patch.status.update(
+        ready_patch(
+            dict(status),
+            generation,
+            "Restoring",
+            "False",
+            "Restoring",
+            f"{verb} {ref.kind} {parsed.target.identifier} from {decision.source}",
+            kind=ref.kind,
+            source=decision.source,
+            sourceArn=decision.source_arn,
+            region=ref.region,
+            dbInstanceIdentifier=parsed.target.identifier if ref.kind == "instance" else None,
+            dbClusterIdentifier=parsed.target.identifier if ref.kind == "cluster" else None,
+            instanceIdentifiers=instances or None,
+            restoreTime=timestamp(decision.restore_time) if decision.restore_time else None,
+            completionTime=None,
+            rdsStatus="creating",
+        )
+    )
+    kopf.info(body, reason="Restoring", message=f"{verb} {ref.kind} {parsed.target.identifier} from {decision.source}")
+
+
+def _target_of(call: restore.Call) -> str:
+    p = call.params
+    return str(p.get("DBInstanceIdentifier") or p.get("TargetDBInstanceIdentifier") or p.get("DBClusterIdentifier"))
+
+
+def _fail(
+    body: kopf.Body, status: kopf.Status, patch: kopf.Patch, generation: int | None, reason: str, message: str
+) -> None:
+    patch.status.update(ready_patch(dict(status), generation, "Failed", "False", reason, message))
+    kopf.warn(body, reason=reason, message=message)
+
+
+def _aws_failure(
+    body: kopf.Body, status: kopf.Status, patch: kopf.Patch, generation: int | None, failure: rds.AWSError, retry: int
+) -> None:
+    """Transient: say so in the condition and retry with backoff. Permanent: Failed, with the AWS code."""
+    if not failure.transient:
+        _fail(body, status, patch, generation, failure.code, str(failure))
+        return
+    delay = min(_settings().poll_interval, 2.0 * 2 ** min(retry, 6))
+    patch.status.update(
+        ready_patch(
+            dict(status),
+            generation,
+            status.get("phase") or "Pending",
+            "Unknown",
+            failure.code,
+            f"retrying in {delay:.0f}s: {failure}",
+        )
+    )
+    kopf.warn(body, reason=failure.code, message=f"retrying in {delay:.0f}s: {failure}")
+    raise kopf.TemporaryError(str(failure), delay=delay)
+
+
+def _in_flight(status: kopf.Status, meta: kopf.Meta, **_: Any) -> bool:
+    return (
+        status.get("phase") in ("Restoring", "Available", "Deleting")
+        and bool(status.get("kind"))
+        and not meta.get("deletionTimestamp")
+    )
+
+
+@kopf.timer(*RESTORES, interval=settings.get().poll_interval, when=_in_flight, id="poll")
+def poll(
+    body: kopf.Body, spec: kopf.Spec, status: kopf.Status, meta: kopf.Meta, uid: str, patch: kopf.Patch, **_: Any
+) -> None:
+    """Progress from the batched cache: no AWS call of its own unless the cache is due a refresh."""
+    if status.get("phase") == "Deleting" or (status.get("phase") == "Available" and expired(status.get("expiresAt"))):
+        _expire(body, spec, status, meta.get("generation"), uid, patch)
+        return
+    kind, region = status["kind"], status.get("region") or _settings().region
+    target = status.get("dbInstanceIdentifier") or status["dbClusterIdentifier"]
+    instances = list(status.get("instanceIdentifiers") or [])
+    try:
+        cache.track(region, kind, [target], owner=uid)
+        cache.track(region, "instance", instances, owner=uid)
+        seen = cache.get(region, kind, target)
+        members = {i: cache.get(region, "instance", i) for i in instances}
+    except rds.AWSError as failure:
+        kopf.warn(body, reason=failure.code, message=f"polling RDS: {failure}")
+        return
+    if not seen.seen or not all(m.seen for m in members.values()):
+        return
+    prog = restore.progress(kind, target, seen.db, {i: m.db for i, m in members.items()})
+    _apply_progress(body, spec, status, meta.get("generation"), prog, patch)
+    if prog.phase == "Available" and spec.get("masterPassword") and not _password_set(status):
+        _set_password(body, spec, status, meta.get("generation"), patch, region, kind, target)
+
+
+def _apply_progress(
+    body: kopf.Body,
+    spec: kopf.Spec,
+    status: kopf.Status,
+    generation: int | None,
+    prog: restore.Progress,
+    patch: kopf.Patch,
+) -> None:
+    """Patch only what changed, and post an event on each phase change."""
+    fields = dict(prog.fields)
+    phase_changed = prog.phase != status.get("phase")
+    if prog.phase == "Available" and phase_changed:
+        fields["completionTime"] = timestamp()
+        if spec.get("ttl"):
+            fields["expiresAt"] = timestamp(now() + restore.parse_duration(spec["ttl"]))
+    cond: dict[str, Any] = next((c for c in status.get("conditions", []) if c.get("type") == "Ready"), {})
+    unchanged = (
+        not phase_changed and cond.get("message") == prog.message and all(status.get(k) == v for k, v in fields.items())
+    )
+    if unchanged:
+        return
+    patch.status.update(
+        ready_patch(dict(status), generation, prog.phase, prog.ready, prog.reason, prog.message, **fields)
+    )
+    if phase_changed:
+        (kopf.info if prog.ready == "True" else kopf.warn if prog.phase == "Failed" else kopf.info)(
+            body, reason=prog.reason, message=prog.message
+        )
+
+
+def expired(expires_at: str | None) -> bool:
+    return (
+        bool(expires_at)
+        and datetime.strptime(str(expires_at), "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=now().tzinfo) <= now()
+    )
+
+
+def _password_set(status: kopf.Status) -> bool:
+    cond = next((c for c in status.get("conditions", []) if c.get("type") == "MasterPasswordSet"), None)
+    return bool(cond and cond.get("status") == "True")
+
+
+def _set_password(
+    body: kopf.Body,
+    spec: kopf.Spec,
+    status: kopf.Status,
+    generation: int | None,
+    patch: kopf.Patch,
+    region: str,
+    kind: rds.Kind,
+    target: str,
+) -> None:
+    """Set the master password once the DB is available. The value never leaves this function."""
+    cfg = spec["masterPassword"]
+    ident = {"DBInstanceIdentifier": target} if kind == "instance" else {"DBClusterIdentifier": target}
+    op = "modify_db_instance" if kind == "instance" else "modify_db_cluster"
+    try:
+        if cfg.get("manageMasterUserPassword"):
+            rds.call(region, op, ManageMasterUserPassword=True, ApplyImmediately=True, **ident)
+            how = "handed to RDS managed passwords (Secrets Manager)"
+        else:
+            ref = cfg["secretRef"]
+            password = secrets.read(body["metadata"]["namespace"], ref["name"], ref.get("key", "password"))
+            rds.call(region, op, MasterUserPassword=password, ApplyImmediately=True, **ident)
+            how = f"set from Secret {ref['name']}"
+    except secrets.SecretError as err:
+        _condition(body, status, patch, generation, "MasterPasswordSet", "False", "SecretNotReadable", str(err))
+        return
+    except rds.AWSError as failure:
+        _condition(body, status, patch, generation, "MasterPasswordSet", "False", failure.code, str(failure))
+        return
+    _condition(body, status, patch, generation, "MasterPasswordSet", "True", "PasswordSet", f"master password {how}")
+
+
+def _condition(
+    body: kopf.Body,
+    status: kopf.Status,
+    patch: kopf.Patch,
+    generation: int | None,
+    type_: str,
+    value: str,
+    reason: str,
+    message: str,
+) -> None:
+    base = patch.status.get("conditions") or status.get("conditions")
+    patch.status["conditions"] = set_condition(base, type_, value, reason, message, generation)
+    (kopf.info if value == "True" else kopf.warn)(body, reason=reason, message=message)
+
+
+def _expire(
+    body: kopf.Body, spec: kopf.Spec, status: kopf.Status, generation: int | None, uid: str, patch: kopf.Patch
+) -> None:
+    """ttl reached: remove the database per deletionPolicy, keep the object as a record (phase Expired)."""
+    step = _remove_step(body, spec, status, uid)
+    if step is None:
+        return
+    if step.done:
+        patch.status.update(
+            ready_patch(
+                dict(status),
+                generation,
+                "Expired",
+                "False",
+                "Expired",
+                f"ttl {spec.get('ttl')} reached: {step.message}",
+                endpoint=None,
+                readerEndpoint=None,
+                rdsStatus=None,
+            )
+        )
+        kopf.info(body, reason="Expired", message=step.message)
+    elif status.get("phase") != "Deleting" or _ready_message(status) != step.message:
+        patch.status.update(ready_patch(dict(status), generation, "Deleting", "False", "Expiring", step.message))
+
+
+def _ready_message(status: kopf.Status) -> str | None:
+    cond = next((c for c in status.get("conditions", []) if c.get("type") == "Ready"), None)
+    return cond.get("message") if cond else None
+
+
+def _remove_step(body: kopf.Body, spec: kopf.Spec, status: kopf.Status, uid: str) -> restore.Removal | None:
+    """Observe what is left, and make the next deletion call(s). None: an error was reported."""
+    kind, region, target = _target(spec, status)
+    if kind is None:
+        return restore.Removal([], True, "nothing was created")
+    policy = spec.get("deletionPolicy", "Retain")
+    try:
+        db = rds.describe(region, kind, target)
+        names = list(status.get("instanceIdentifiers") or []) if kind == "cluster" else []
+        found = rds.describe_many(region, "instance", names) if names else {}
+        step = restore.removal(kind, policy, target, db, {n: found.get(n) for n in names}, uid)
+        for call in step.calls:
+            rds.call(region, call.operation, **call.params)
+            kopf.info(body, reason="Deleting", message=f"{call.operation} {_target_of(call)} ({policy})")
+    except restore.SpecError as err:
+        kopf.warn(body, reason=err.reason, message=err.message)
+        return None
+    except rds.AWSError as failure:
+        kopf.warn(body, reason=failure.code, message=f"deleting: {failure}")
+        return None
+    return step
+
+
+def _target(spec: kopf.Spec, status: kopf.Status) -> tuple[rds.Kind | None, str, str]:
+    """What this object created (or may have, if it crashed between the call and the status write)."""
+    target = spec["target"]["identifier"]
+    if status.get("kind"):
+        return status["kind"], status.get("region") or _settings().region, target
+    try:
+        ref = restore.source_ref(_spec(spec), _settings().region)
+    except (restore.SpecError, ValueError):
+        return None, "", target
+    return ref.kind, ref.region, target
+
+
+@kopf.on.delete(*RESTORES, id="finalize")
+def finalize(
+    body: kopf.Body, spec: kopf.Spec, status: kopf.Status, meta: kopf.Meta, uid: str, patch: kopf.Patch, **_: Any
+) -> None:
+    """Apply deletionPolicy; the object stays (finalizer) until RDS has finished, saying so in status."""
+    cache.untrack(uid)
+    policy = spec.get("deletionPolicy", "Retain")
+    if policy == "Retain" or status.get("phase") == "Expired":
+        kopf.info(
+            body,
+            reason="Retained" if policy == "Retain" else "AlreadyRemoved",
+            message=f"{spec['target']['identifier']}: nothing to remove (deletionPolicy {policy})",
+        )
+        return
+    step = _remove_step(body, spec, status, uid)
+    if step is not None and step.done:
+        kopf.info(body, reason="Deleted", message=step.message)
+        return
+    message = step.message if step else "retrying the deletion"
+    patch.status.update(ready_patch(dict(status), meta.get("generation"), "Deleting", "False", "Deleting", message))
+    raise kopf.TemporaryError(message, delay=_settings().poll_interval)

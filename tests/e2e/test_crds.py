@@ -1,0 +1,119 @@
+"""The CRDs as the real API server serves them: printer columns and admission-time validation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.support.kube import Cluster
+
+
+def restore(name: str, **spec: Any) -> dict[str, Any]:
+    body = {"source": {"dbSnapshot": "orders-snap"}, "target": {"identifier": "orders-copy"}}
+    body.update(spec)
+    return {"apiVersion": "dbops.dev/v1alpha1", "kind": "DBRestore", "metadata": {"name": name}, "spec": body}
+
+
+def apply_in(cluster: Cluster, namespace: str, obj: dict[str, Any]):
+    obj = {**obj, "metadata": {**obj["metadata"], "namespace": namespace}}
+    return cluster.apply(obj, check=False)
+
+
+def test_crds_are_established_with_names_and_categories(cluster: Cluster) -> None:
+    out = cluster.kubectl("api-resources", "--api-group=dbops.dev", "-o", "wide").stdout
+    assert "dbrestores" in out and "dbr" in out and "DBRestore" in out
+    assert "dbattaches" in out and "dba" in out
+    assert "rds" in out  # category
+    assert cluster.kubectl("get", "rds", "-A").returncode == 0
+
+
+def test_kubectl_get_prints_the_columns(cluster: Cluster, own_namespace: str) -> None:
+    # own_namespace: no operator watches it, so the object keeps the values set here.
+    assert apply_in(cluster, own_namespace, restore("cols")).returncode == 0
+    cluster.kubectl(
+        "patch",
+        "dbrestore",
+        "cols",
+        "-n",
+        own_namespace,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        '{"status":{"phase":"Restoring","source":"snapshot:orders-snap",'
+        '"endpoint":"orders-copy.abc.us-east-1.rds.amazonaws.com","rdsStatus":"backing-up"}}',
+    )
+    out = cluster.kubectl("get", "dbr", "cols", "-n", own_namespace).stdout.splitlines()
+    assert out[0].split() == ["NAME", "PHASE", "SOURCE", "TARGET", "ENDPOINT", "RDS", "STATUS", "AGE"]
+    row = out[1].split()
+    assert row[:6] == [
+        "cols",
+        "Restoring",
+        "snapshot:orders-snap",
+        "orders-copy",
+        "orders-copy.abc.us-east-1.rds.amazonaws.com",
+        "backing-up",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        ({"source": {}}, "spec.source: Invalid value"),
+        ({"source": {"dbSnapshot": "a", "dbClusterSnapshot": "b"}}, "set exactly one of dbSnapshot"),
+        ({"target": {"identifier": "1starts-with-digit"}}, "spec.target.identifier"),
+        ({"target": {"identifier": "double--hyphen"}}, "spec.target.identifier"),
+        ({"target": {"identifier": "x" * 64}}, "spec.target.identifier"),
+        ({"source": {"latestSnapshot": {}}}, "spec.source.latestSnapshot: Invalid value"),
+        ({"source": {"latestSnapshot": {"endpoint": "db.example.com"}}}, "spec.source.latestSnapshot.endpoint"),
+        (
+            {
+                "source": {
+                    "pointInTime": {
+                        "dbInstance": "a",
+                        "restoreTime": "2026-01-01T00:00:00Z",
+                        "useLatestRestorableTime": True,
+                    }
+                }
+            },
+            "not both",
+        ),
+        ({"ttl": "24h"}, "spec: Invalid value"),
+        ({"ttl": "tomorrow", "deletionPolicy": "Delete"}, "spec.ttl"),
+        ({"deletionPolicy": "Destroy"}, "spec.deletionPolicy"),
+        ({"target": {"identifier": "ok", "dbInstanceClass": "m5.large"}}, "spec.target.dbInstanceClass"),
+        ({"target": {"identifier": "ok", "port": 80}}, "spec.target.port"),
+        ({"masterPassword": {}}, "spec.masterPassword"),
+    ],
+)
+def test_malformed_input_is_rejected_at_admission_naming_the_field(
+    cluster: Cluster, own_namespace: str, spec: dict[str, Any], expected: str
+) -> None:
+    proc = apply_in(cluster, own_namespace, restore("bad", **spec))
+    assert proc.returncode != 0
+    assert expected in proc.stderr, proc.stderr
+
+
+def test_ttl_is_accepted_with_a_policy_that_removes(cluster: Cluster, own_namespace: str) -> None:
+    proc = apply_in(cluster, own_namespace, restore("ttl-ok", ttl="3d", deletionPolicy="Snapshot"))
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_target_identifier_and_region_are_immutable(cluster: Cluster, own_namespace: str) -> None:
+    assert apply_in(cluster, own_namespace, restore("immut", region="eu-west-1")).returncode == 0
+    proc = apply_in(cluster, own_namespace, restore("immut", region="eu-west-1", target={"identifier": "other"}))
+    assert proc.returncode != 0 and "spec.target.identifier is immutable" in proc.stderr
+    proc = apply_in(cluster, own_namespace, restore("immut", region="us-west-2"))
+    assert proc.returncode != 0 and "spec.region is immutable" in proc.stderr
+
+
+def test_endpoint_hostnames_of_every_partition_are_accepted(cluster: Cluster, own_namespace: str) -> None:
+    hosts = [
+        "orders.abc123xyz.eu-west-1.rds.amazonaws.com",
+        "orders.cluster-abc123.us-east-1.rds.amazonaws.com",
+        "orders.cluster-ro-abc123.cn-north-1.rds.amazonaws.com.cn",
+        "reporting.cluster-custom-abc123.us-gov-west-1.rds.amazonaws.com",
+    ]
+    for n, host in enumerate(hosts):
+        proc = apply_in(cluster, own_namespace, restore(f"ep{n}", source={"latestSnapshot": {"endpoint": host}}))
+        assert proc.returncode == 0, f"{host}: {proc.stderr}"

@@ -1,0 +1,90 @@
+"""The batched poll: one Describe call per region and kind per interval, whatever the object count."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+from typing import Any
+
+from dbops.rds import Kind, StatusCache
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str, frozenset[str]]] = []
+        self.existing: dict[str, dict[str, Any]] = {}
+
+    def __call__(self, region: str, kind: Kind, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+        ids = frozenset(ids)
+        self.calls.append((region, kind, ids))
+        return {i: self.existing[i] for i in ids if i in self.existing}
+
+
+def test_many_objects_share_one_call_per_interval() -> None:
+    fetch = Recorder()
+    fetch.existing = {f"db{i}": {"DBInstanceStatus": "creating"} for i in range(200)}
+    cache = StatusCache(interval=3600, fetch=fetch)
+    for i in range(200):
+        cache.track("us-east-1", "instance", [f"db{i}"], owner=f"uid{i}")
+    results = [cache.get("us-east-1", "instance", f"db{i}") for i in range(200)]
+    assert len(fetch.calls) == 1 and len(fetch.calls[0][2]) == 200
+    assert all(r.seen and r.db for r in results)
+
+
+def test_regions_and_kinds_are_polled_separately() -> None:
+    fetch = Recorder()
+    cache = StatusCache(interval=3600, fetch=fetch)
+    cache.track("us-east-1", "instance", ["a"], owner="1")
+    cache.track("eu-west-1", "instance", ["b"], owner="2")
+    cache.track("us-east-1", "cluster", ["c"], owner="3")
+    cache.get("us-east-1", "instance", "a")
+    cache.get("eu-west-1", "instance", "b")
+    cache.get("us-east-1", "cluster", "c")
+    assert sorted((r, k) for r, k, _ in fetch.calls) == [
+        ("eu-west-1", "instance"),
+        ("us-east-1", "cluster"),
+        ("us-east-1", "instance"),
+    ]
+
+
+def test_concurrent_askers_wait_for_one_refresh() -> None:
+    fetch = Recorder()
+    cache = StatusCache(interval=3600, fetch=fetch)
+    for i in range(50):
+        cache.track("r", "instance", [f"db{i}"], owner=str(i))
+    threads = [threading.Thread(target=cache.get, args=("r", "instance", f"db{i}")) for i in range(50)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(fetch.calls) == 1
+
+
+def test_an_identifier_tracked_after_the_poll_waits_for_the_next_one() -> None:
+    fetch = Recorder()
+    cache = StatusCache(interval=3600, fetch=fetch)
+    cache.track("r", "instance", ["old"], owner="1")
+    cache.get("r", "instance", "old")
+    cache.track("r", "instance", ["new"], owner="2")
+    assert not cache.get("r", "instance", "new").seen
+    assert len(fetch.calls) == 1
+
+
+def test_forget_hides_a_poll_made_before_the_create_call() -> None:
+    fetch = Recorder()
+    cache = StatusCache(interval=3600, fetch=fetch)
+    cache.track("r", "cluster", ["c"], owner="old-object")
+    assert cache.get("r", "cluster", "c").db is None  # polled before the restore call
+    fetch.existing["c"] = {"Status": "creating"}
+    cache.forget("r", "cluster", ["c"])
+    assert not cache.get("r", "cluster", "c").seen  # not "missing": unknown until the next poll
+
+
+def test_untrack_stops_polling_an_owners_identifiers() -> None:
+    fetch = Recorder()
+    cache = StatusCache(interval=0, fetch=fetch)
+    cache.track("r", "instance", ["a", "b"], owner="1")
+    cache.track("r", "instance", ["b"], owner="2")
+    cache.untrack("1")
+    cache.get("r", "instance", "b")
+    assert fetch.calls[-1][2] == frozenset({"b"})
