@@ -13,7 +13,7 @@ from typing import Any
 
 import kopf
 
-from dbops import rds, restore, secrets, settings
+from dbops import rds, report, restore, secrets, settings
 from dbops.models import GROUP, VERSION, DBRestoreSpec
 from dbops.status import now, ready_patch, set_condition, timestamp
 
@@ -62,7 +62,7 @@ def accept(body: kopf.Body, status: kopf.Status, meta: kopf.Meta, patch: kopf.Pa
             startTime=timestamp(),
         )
     )
-    kopf.info(body, reason="Accepted", message=f"restore of {body['spec']['target']['identifier']} requested")
+    report.post(body, "requested", "Accepted", f"restore of {body['spec']['target']['identifier']} requested")
 
 
 @kopf.on.create(*RESTORES, id="start")
@@ -83,11 +83,13 @@ def start(
     phase = status.get("phase")
     if phase in STARTED_PHASES:
         if meta.get("generation") != status.get("observedGeneration"):
-            kopf.warn(
+            report.post(
                 body,
-                reason="SpecChangeIgnored",
-                message="the restore has started: only ttl and "
-                "deletionPolicy changes take effect; delete and re-create to restore again",
+                "spec-change-ignored",
+                "SpecChangeIgnored",
+                "the restore has started: only ttl and deletionPolicy changes take effect; delete and re-create "
+                "to restore again",
+                warning=True,
             )
             patch.status["observedGeneration"] = meta.get("generation")
         return
@@ -95,11 +97,12 @@ def start(
     try:
         parsed = _spec(spec)
         ref = restore.source_ref(parsed, _settings().region)
+        restore.requested_time(parsed, now())  # refuses a future time before any AWS call
         seen = restore.observe(parsed, ref)
         decision = restore.plan(parsed, seen, uid, namespace or "", name or "", now())
         for call in decision.calls:
             rds.call(ref.region, call.operation, **call.params)
-            kopf.info(body, reason="RestoreCall", message=f"{call.operation} for {_target_of(call)}")
+            report.post(body, "aws-call", "RestoreCall", f"{call.operation} for {_target_of(call)}")
     except restore.SpecError as err:
         _fail(body, status, patch, generation, err.reason, err.message)
         return
@@ -130,7 +133,14 @@ def start(
             rdsStatus="creating",
         )
     )
-    kopf.info(body, reason="Restoring", message=f"{verb} {ref.kind} {parsed.target.identifier} from {decision.source}")
+    report.post(
+        body,
+        "restore-started",
+        "Restoring",
+        f"{verb} {ref.kind} {parsed.target.identifier} from {decision.source}",
+        source=decision.source,
+        adopted=decision.adopt,
+    )
 
 
 def _target_of(call: restore.Call) -> str:
@@ -139,10 +149,16 @@ def _target_of(call: restore.Call) -> str:
 
 
 def _fail(
-    body: kopf.Body, status: kopf.Status, patch: kopf.Patch, generation: int | None, reason: str, message: str
+    body: kopf.Body,
+    status: kopf.Status,
+    patch: kopf.Patch,
+    generation: int | None,
+    reason: str,
+    message: str,
+    **extra: Any,
 ) -> None:
     patch.status.update(ready_patch(dict(status), generation, "Failed", "False", reason, message))
-    kopf.warn(body, reason=reason, message=message)
+    report.post(body, "failed", reason, message, warning=True, **extra)
 
 
 def _aws_failure(
@@ -150,7 +166,16 @@ def _aws_failure(
 ) -> None:
     """Transient: say so in the condition and retry with backoff. Permanent: Failed, with the AWS code."""
     if not failure.transient:
-        _fail(body, status, patch, generation, failure.code, str(failure))
+        _fail(
+            body,
+            status,
+            patch,
+            generation,
+            failure.code,
+            str(failure),
+            aws_request_id=failure.request_id,
+            operation=failure.operation,
+        )
         return
     delay = min(_settings().poll_interval, 2.0 * 2 ** min(retry, 6))
     patch.status.update(
@@ -163,7 +188,15 @@ def _aws_failure(
             f"retrying in {delay:.0f}s: {failure}",
         )
     )
-    kopf.warn(body, reason=failure.code, message=f"retrying in {delay:.0f}s: {failure}")
+    report.post(
+        body,
+        "retrying",
+        failure.code,
+        f"retrying in {delay:.0f}s: {failure}",
+        warning=True,
+        aws_request_id=failure.request_id,
+        operation=failure.operation,
+    )
     raise kopf.TemporaryError(str(failure), delay=delay)
 
 
@@ -192,7 +225,15 @@ def poll(
         seen = cache.get(region, kind, target)
         members = {i: cache.get(region, "instance", i) for i in instances}
     except rds.AWSError as failure:
-        kopf.warn(body, reason=failure.code, message=f"polling RDS: {failure}")
+        report.post(
+            body,
+            "poll-error",
+            failure.code,
+            f"polling RDS: {failure}",
+            warning=True,
+            aws_request_id=failure.request_id,
+            operation=failure.operation,
+        )
         return
     if not seen.seen or not all(m.seen for m in members.values()):
         return
@@ -227,9 +268,8 @@ def _apply_progress(
         ready_patch(dict(status), generation, prog.phase, prog.ready, prog.reason, prog.message, **fields)
     )
     if phase_changed:
-        (kopf.info if prog.ready == "True" else kopf.warn if prog.phase == "Failed" else kopf.info)(
-            body, reason=prog.reason, message=prog.message
-        )
+        action = {"Available": "available", "Failed": "failed"}.get(prog.phase, "progress")
+        report.post(body, action, prog.reason, prog.message, warning=prog.phase == "Failed", **_timing(status))
 
 
 def expired(expires_at: str | None) -> bool:
@@ -288,7 +328,7 @@ def _condition(
 ) -> None:
     base = patch.status.get("conditions") or status.get("conditions")
     patch.status["conditions"] = set_condition(base, type_, value, reason, message, generation)
-    (kopf.info if value == "True" else kopf.warn)(body, reason=reason, message=message)
+    report.post(body, type_, reason, message, warning=value != "True")
 
 
 def _expire(
@@ -312,7 +352,7 @@ def _expire(
                 rdsStatus=None,
             )
         )
-        kopf.info(body, reason="Expired", message=step.message)
+        report.post(body, "expired", "Expired", step.message)
     elif status.get("phase") != "Deleting" or _ready_message(status) != step.message:
         patch.status.update(ready_patch(dict(status), generation, "Deleting", "False", "Expiring", step.message))
 
@@ -335,12 +375,14 @@ def _remove_step(body: kopf.Body, spec: kopf.Spec, status: kopf.Status, uid: str
         step = restore.removal(kind, policy, target, db, {n: found.get(n) for n in names}, uid)
         for call in step.calls:
             rds.call(region, call.operation, **call.params)
-            kopf.info(body, reason="Deleting", message=f"{call.operation} {_target_of(call)} ({policy})")
+            report.post(body, "deleting", "Deleting", f"{call.operation} {_target_of(call)} ({policy})")
     except restore.SpecError as err:
-        kopf.warn(body, reason=err.reason, message=err.message)
+        report.post(body, "delete-failed", err.reason, err.message, warning=True)
         return None
     except rds.AWSError as failure:
-        kopf.warn(body, reason=failure.code, message=f"deleting: {failure}")
+        report.post(
+            body, "delete-failed", failure.code, f"deleting: {failure}", warning=True, aws_request_id=failure.request_id
+        )
         return None
     return step
 
@@ -365,16 +407,26 @@ def finalize(
     cache.untrack(uid)
     policy = spec.get("deletionPolicy", "Retain")
     if policy == "Retain" or status.get("phase") == "Expired":
-        kopf.info(
+        report.post(
             body,
-            reason="Retained" if policy == "Retain" else "AlreadyRemoved",
-            message=f"{spec['target']['identifier']}: nothing to remove (deletionPolicy {policy})",
+            "deleted",
+            "Retained" if policy == "Retain" else "AlreadyRemoved",
+            f"{spec['target']['identifier']}: left in place (deletionPolicy {policy})",
         )
         return
     step = _remove_step(body, spec, status, uid)
     if step is not None and step.done:
-        kopf.info(body, reason="Deleted", message=step.message)
+        report.post(body, "deleted", "Deleted", step.message)
         return
     message = step.message if step else "retrying the deletion"
     patch.status.update(ready_patch(dict(status), meta.get("generation"), "Deleting", "False", "Deleting", message))
     raise kopf.TemporaryError(message, delay=_settings().poll_interval)
+
+
+def _timing(status: kopf.Status) -> dict[str, Any]:
+    """Seconds from the request to now, for the record of a final outcome (metrics, notifications)."""
+    started = status.get("startTime")
+    if not started:
+        return {}
+    begun = datetime.strptime(str(started), "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=now().tzinfo)
+    return {"duration_seconds": (now() - begun).total_seconds()}

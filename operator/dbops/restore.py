@@ -261,7 +261,9 @@ def _check_kind_fields(target: Target, kind: Kind) -> None:
         raise SpecError("InvalidSpec", f"spec.target.{bad} applies to Aurora clusters, not DB instances")
 
 
-def _restore_time(spec: DBRestoreSpec, seen: Observed, now: datetime) -> datetime | None:
+def requested_time(spec: DBRestoreSpec, now: datetime) -> datetime | None:
+    """The point in time asked for (UTC); a time in the future is refused before any AWS call.
+    (CEL has no clock, so the CRD cannot refuse it at admission.)"""
     pit = spec.source.point_in_time
     if pit is None or pit.restore_time is None:
         return None
@@ -270,6 +272,13 @@ def _restore_time(spec: DBRestoreSpec, seen: Observed, now: datetime) -> datetim
         raise SpecError(
             "RestoreTimeInFuture", f"spec.source.pointInTime.restoreTime {when.isoformat()} is in the future"
         )
+    return when
+
+
+def _restore_time(spec: DBRestoreSpec, seen: Observed, now: datetime) -> datetime | None:
+    when = requested_time(spec, now)
+    if when is None:
+        return None
     latest = (seen.source_db or {}).get("LatestRestorableTime")
     if isinstance(latest, datetime) and when > latest:
         raise SpecError(

@@ -252,3 +252,21 @@ def test_master_password_from_a_secret_never_shows(
     assert secret not in json.dumps(cluster.events(namespace, "r11"))
     assert secret not in operator.tail(10**7)
     assert fake_aws.calls().get("ModifyDBInstance") == 1
+
+
+def test_a_restore_time_in_the_future_fails_before_any_aws_call(
+    cluster: Cluster, operator: Operator, fake_aws: FakeAWS, namespace: str
+) -> None:
+    cluster.apply(
+        dbrestore(
+            "r12",
+            namespace,
+            {"pointInTime": {"dbInstance": "src", "restoreTime": "2099-01-01T00:00:00Z"}},
+            "future-copy",
+        )
+    )
+    obj = wait_phase(cluster, "r12", namespace, "Failed")
+    assert (
+        ready(obj)["reason"] == "RestoreTimeInFuture" and "spec.source.pointInTime.restoreTime" in ready(obj)["message"]
+    )
+    assert fake_aws.calls() == {}
