@@ -22,7 +22,7 @@ def _run(args: argparse.Namespace) -> int:
     """Run the operator: kopf with dbops' handlers, standalone (one replica, Recreate strategy)."""
     import kopf
 
-    from dbops import handlers, settings
+    from dbops import attach_handlers, handlers, settings
 
     cfg = settings.get()
     kopf.configure(verbose=args.verbose, log_format=kopf.LogFormat.FULL)
@@ -33,7 +33,7 @@ def _run(args: argparse.Namespace) -> int:
         namespaces=[ns.strip() for ns in cfg.namespace.split(",") if ns.strip()],
         liveness_endpoint=f"http://0.0.0.0:{cfg.liveness_port}/healthz" if cfg.liveness_port else None,
     )
-    del handlers  # imported for its kopf registrations
+    del handlers, attach_handlers  # imported for their kopf registrations
     return 0
 
 

@@ -13,9 +13,9 @@ from typing import Any
 
 import kopf
 
-from dbops import rds, report, restore, secrets, settings
+from dbops import k8s, rds, report, restore, settings
 from dbops.models import GROUP, VERSION, DBRestoreSpec
-from dbops.status import now, ready_patch, set_condition, timestamp
+from dbops.status import now, ready_patch, set_condition, timestamp, unchanged
 
 RESTORES = (GROUP, VERSION, "dbrestores")
 STARTED_PHASES = ("Restoring", "Available", "Deleting", "Expired")
@@ -258,11 +258,7 @@ def _apply_progress(
         fields["completionTime"] = timestamp()
         if spec.get("ttl"):
             fields["expiresAt"] = timestamp(now() + restore.parse_duration(spec["ttl"]))
-    cond: dict[str, Any] = next((c for c in status.get("conditions", []) if c.get("type") == "Ready"), {})
-    unchanged = (
-        not phase_changed and cond.get("message") == prog.message and all(status.get(k) == v for k, v in fields.items())
-    )
-    if unchanged:
+    if not phase_changed and unchanged(dict(status), prog.phase, prog.message, fields):
         return
     patch.status.update(
         ready_patch(dict(status), generation, prog.phase, prog.ready, prog.reason, prog.message, **fields)
@@ -304,10 +300,10 @@ def _set_password(
             how = "handed to RDS managed passwords (Secrets Manager)"
         else:
             ref = cfg["secretRef"]
-            password = secrets.read(body["metadata"]["namespace"], ref["name"], ref.get("key", "password"))
+            password = k8s.read_secret(body["metadata"]["namespace"], ref["name"], ref.get("key", "password"))
             rds.call(region, op, MasterUserPassword=password, ApplyImmediately=True, **ident)
             how = f"set from Secret {ref['name']}"
-    except secrets.SecretError as err:
+    except k8s.K8sError as err:
         _condition(body, status, patch, generation, "MasterPasswordSet", "False", "SecretNotReadable", str(err))
         return
     except rds.AWSError as failure:

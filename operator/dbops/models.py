@@ -258,24 +258,98 @@ class DBRestoreStatus(Model):
     retry_count: int | None = None
 
 
-class DBAttachSpec(Model):
-    """Add reader instance(s) to an existing Aurora cluster. (Fields grow with the DBAttach issue.)"""
+class ClusterRef(Model):
+    """The Aurora cluster to extend: exactly one of the fields."""
 
     model_config = ConfigDict(
         json_schema_extra={"x-kubernetes-validations": [exactly_one("dbCluster", "endpoint", "dbRestoreRef")]}
     )
     db_cluster: str | None = s("Identifier of the Aurora cluster.", DB_IDENTIFIER, 63)
-    endpoint: str | None = s("An endpoint hostname of the cluster.", RDS_HOSTNAME)
-    db_restore_ref: str | None = s("Name of a DBRestore in this namespace whose cluster to extend.", max_length=253)
-    identifier: str = Field(
-        description="Identifier (or prefix, with count > 1) of the new instance(s).",
-        pattern=DB_IDENTIFIER,
-        max_length=60,
+    endpoint: str | None = s(
+        "An endpoint hostname of the cluster (cluster, reader or custom endpoint); resolved, never connected to.",
+        RDS_HOSTNAME,
     )
-    count: int = Field(1, ge=1, le=15, description="How many instances.")
+    db_restore_ref: str | None = s(
+        "Name of a DBRestore in this namespace: wait until it is Available, then extend its cluster.",
+        r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$",
+        253,
+    )
+
+
+class PerformanceInsights(Model):
+    enabled: bool = Field(True, description="Turn Performance Insights on.")
+    retention_period: int | None = Field(
+        None, ge=7, le=731, description="Days to keep data: 7 (free tier), or a multiple of 31 up to 731."
+    )
+    kms_key_id: str | None = s("KMS key for Performance Insights data.", max_length=2048)
+
+
+class Monitoring(Model):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                rule("self.interval == 0 || has(self.roleArn)", "roleArn is required when interval is not 0")
+            ]
+        }
+    )
+    interval: Literal[0, 1, 5, 10, 15, 30, 60] = Field(0, description="Enhanced Monitoring interval in seconds.")
+    role_arn: str | None = s("IAM role that lets RDS send Enhanced Monitoring metrics.", r"^arn:aws[a-z-]*:iam::", 2048)
+
+
+class DBAttachSpec(Model):
+    """Add reader instance(s) to an existing Aurora cluster. Engine and version always come from the
+    cluster; cluster-owned settings (network, ports, storage) are never set on the instances."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                exactly_one("identifier", "identifierPrefix"),
+                rule(
+                    "!has(self.identifier) || self.count == 1",
+                    "spec.identifier names one instance: use identifierPrefix for count > 1",
+                ),
+            ]
+        }
+    )
+    cluster: ClusterRef = Field(description="The Aurora cluster to extend.")
+    identifier: str | None = s(
+        "Identifier of the one new instance.", DB_IDENTIFIER, 63, json_schema_extra=immutable("spec.identifier")
+    )
+    identifier_prefix: str | None = s(
+        "Prefix of the new instances' identifiers: <prefix>-1 ... <prefix>-<count>.",
+        DB_IDENTIFIER,
+        60,
+        json_schema_extra=immutable("spec.identifierPrefix"),
+    )
+    count: int = Field(1, ge=1, le=15, description="How many instances; change it to scale out or in.")
     db_instance_class: str | None = s("Instance class; default: the writer's.", INSTANCE_CLASS, 64)
-    region: str | None = s("AWS region (default: the operator's).", REGION, 32)
-    deletion_policy: Literal["Retain", "Delete"] = Field("Retain", description="Retain (default) or Delete.")
+    availability_zones: (
+        list[Annotated[str, Field(pattern=r"^[a-z]{2}(-[a-z]+)+-[0-9][a-z]$", max_length=32)]] | None
+    ) = Field(None, max_length=16, description="Zones to place instances in, in turn; default: the cluster's.")
+    promotion_tier: int | None = Field(None, ge=0, le=15, description="Failover priority (0 is highest).")
+    db_parameter_group_name: str | None = s("DB parameter group; default: the writer's.", AWS_NAME, 255)
+    performance_insights: PerformanceInsights | None = Field(None, description="Performance Insights settings.")
+    monitoring: Monitoring | None = Field(None, description="Enhanced Monitoring settings.")
+    publicly_accessible: bool = Field(False, description="Give the instances public addresses (default false).")
+    tags: dict[str, str] | None = Field(
+        None, description="Extra tags on the instances.", json_schema_extra={"maxProperties": 40}
+    )
+    region: str | None = s(
+        "AWS region (default: the operator's).", REGION, 32, json_schema_extra=immutable("spec.region")
+    )
+    deletion_policy: Literal["Retain", "Delete"] = Field(
+        "Retain",
+        description="Retain (default) or Delete the instances when this object is deleted (never the "
+        "cluster, never the writer).",
+    )
+
+
+class AttachedInstance(Model):
+    identifier: str
+    availability_zone: str | None = None
+    endpoint: str | None = None
+    role: Literal["writer", "reader"] | None = None
+    rds_status: str | None = None
 
 
 class DBAttachStatus(Model):
@@ -283,8 +357,12 @@ class DBAttachStatus(Model):
     conditions: list[Condition] | None = Field(None, json_schema_extra=CONDITIONS_EXTRA)
     observed_generation: int | None = None
     db_cluster_identifier: str | None = None
+    region: str | None = None
+    engine: str | None = None
     endpoint: str | None = Field(None, description="The cluster's reader endpoint.")
     ready: str | None = Field(None, description="Ready instances / desired, e.g. 2/3.")
+    instances: list[AttachedInstance] | None = Field(None, max_length=64)
+    retry_token: str | None = Field(None, description="The dbops.dev/retry annotation value of the last failure.")
 
 
 class Resource(BaseModel):
@@ -329,7 +407,6 @@ RESOURCES = [
         columns=[
             {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
             {"name": "Cluster", "type": "string", "jsonPath": ".status.dbClusterIdentifier"},
-            {"name": "Target", "type": "string", "jsonPath": ".spec.identifier"},
             {"name": "Instances", "type": "string", "jsonPath": ".status.ready"},
             {"name": "Endpoint", "type": "string", "jsonPath": ".status.endpoint"},
             {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},

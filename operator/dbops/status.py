@@ -53,7 +53,7 @@ def ready_patch(
     status: dict[str, Any],
     generation: int | None,
     phase: str,
-    ready: str,
+    ready_status: str,
     reason: str,
     message: str,
     **fields: Any,
@@ -62,6 +62,22 @@ def ready_patch(
     return {
         "phase": phase,
         "observedGeneration": generation,
-        "conditions": set_condition(status.get("conditions"), READY, ready, reason, message, generation),
+        "conditions": set_condition(status.get("conditions"), READY, ready_status, reason, message, generation),
         **fields,
     }
+
+
+def unchanged(
+    status: dict[str, Any], phase: str, message: str, fields: dict[str, Any], generation: int | None = None
+) -> bool:
+    """True when writing this phase, Ready message and fields would change nothing.
+
+    Handlers run on every poll; skipping no-op patches keeps the API server and the watchers quiet.
+    """
+    ready = condition(status.get("conditions")) or {}
+    return (
+        status.get("phase") == phase
+        and ready.get("message") == message
+        and (generation is None or status.get("observedGeneration") == generation)
+        and all(status.get(k) == v for k, v in fields.items())
+    )

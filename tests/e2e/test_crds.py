@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import pathlib
 from typing import Any
 
 import pytest
+import yaml
 
-from tests.support.kube import Cluster
+from dbops.models import DBAttachSpec, DBRestoreSpec
+from tests.support.kube import ROOT, Cluster
 
 
 def restore(name: str, **spec: Any) -> dict[str, Any]:
@@ -117,3 +120,23 @@ def test_endpoint_hostnames_of_every_partition_are_accepted(cluster: Cluster, ow
     for n, host in enumerate(hosts):
         proc = apply_in(cluster, own_namespace, restore(f"ep{n}", source={"latestSnapshot": {"endpoint": host}}))
         assert proc.returncode == 0, f"{host}: {proc.stderr}"
+
+
+EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))
+
+
+def test_there_is_an_example_for_each_use() -> None:
+    kinds = [yaml.safe_load(p.read_text())["kind"] for p in EXAMPLES]
+    assert kinds.count("DBRestore") >= 7 and kinds.count("DBAttach") >= 3, kinds
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=[p.stem for p in EXAMPLES])
+def test_example_is_admitted_by_the_api_server_and_parsed_by_the_models(
+    cluster: Cluster, own_namespace: str, path: pathlib.Path
+) -> None:
+    """Every example passes the CRD schema and CEL rules as served, and the operator's own models."""
+    doc = yaml.safe_load(path.read_text())
+    model = {"DBRestore": DBRestoreSpec, "DBAttach": DBAttachSpec}[doc["kind"]]
+    model.model_validate(doc["spec"])
+    proc = cluster.kubectl("apply", "--dry-run=server", "-n", own_namespace, "-f", str(path), check=False)
+    assert proc.returncode == 0, proc.stderr

@@ -1,0 +1,201 @@
+"""kopf handlers for DBAttach: a level-triggered timer that asks attach.decide what to do next.
+
+Every poll interval the `attach` timer resolves the cluster, reads the batched status cache, and
+makes at most one RDS call; count changes are picked up by the next tick. `detach` applies the
+deletionPolicy when the object is deleted.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kopf
+
+from dbops import attach, k8s, rds, report, restore
+from dbops.handlers import cache
+from dbops.models import GROUP, VERSION, DBAttachSpec
+from dbops.settings import get as get_settings
+from dbops.status import ready_patch, unchanged
+
+ATTACHES = (GROUP, VERSION, "dbattaches")
+RETRY_ANNOTATION = f"{GROUP}/retry"
+
+
+class WaitingError(Exception):
+    """Nothing to do yet (e.g. the referenced DBRestore is not Available); the message says why."""
+
+
+def _active(status: kopf.Status, meta: kopf.Meta, annotations: kopf.Annotations, **_: Any) -> bool:
+    """Stop polling a Failed object until its spec changes or a user asks for a retry."""
+    if meta.get("deletionTimestamp"):
+        return False
+    failed_as_is = (
+        status.get("phase") == "Failed"
+        and status.get("observedGeneration") == meta.get("generation")
+        and status.get("retryToken", "") == annotations.get(RETRY_ANNOTATION, "")
+    )
+    return not failed_as_is
+
+
+def _resolve(spec: DBAttachSpec, status: kopf.Status, namespace: str) -> tuple[str, str]:
+    """(cluster identifier, region), remembered in status once known."""
+    if status.get("dbClusterIdentifier") and status.get("region"):
+        return str(status["dbClusterIdentifier"]), str(status["region"])
+    region = spec.region or get_settings().region
+    ref = spec.cluster
+    if ref.db_cluster:
+        return ref.db_cluster, region
+    if ref.endpoint:
+        ep = restore.parse_endpoint(ref.endpoint)
+        if ep.kind != "cluster":
+            raise restore.SpecError("NotAurora", f"spec.cluster.endpoint {ref.endpoint} is a DB instance endpoint")
+        if not ep.custom:
+            return ep.identifier, ep.region
+        found = rds.call(ep.region, "describe_db_cluster_endpoints", DBClusterEndpointIdentifier=ep.identifier)
+        if not found["DBClusterEndpoints"]:
+            raise restore.SpecError("EndpointNotFound", f"spec.cluster.endpoint: no cluster has {ep.identifier}")
+        return str(found["DBClusterEndpoints"][0]["DBClusterIdentifier"]), ep.region
+    obj = k8s.read_dbrestore(namespace, str(ref.db_restore_ref))
+    if obj is None:
+        raise WaitingError(f"waiting for DBRestore {ref.db_restore_ref} to exist")
+    st = obj.get("status") or {}
+    if st.get("kind") == "instance":
+        raise restore.SpecError("NotAurora", f"spec.cluster.dbRestoreRef: {ref.db_restore_ref} restores an instance")
+    if st.get("phase") != "Available":
+        raise WaitingError(f"waiting for DBRestore {ref.db_restore_ref} to be Available (now {st.get('phase')})")
+    return str(st["dbClusterIdentifier"]), str(st.get("region") or region)
+
+
+def _seen(spec: DBAttachSpec, cluster_id: str, region: str, uid: str) -> attach.Seen | None:
+    """From the batched cache; None until the poll has seen everything we asked about."""
+    cache.track(region, "cluster", [cluster_id], owner=uid)
+    cluster = cache.get(region, "cluster", cluster_id)
+    if not cluster.seen:
+        return None
+    names = attach.candidate_names(spec)
+    writer = attach.writer_id(cluster.db) if cluster.db else None
+    cache.track(region, "instance", names + ([writer] if writer else []), owner=uid)
+    found = {n: cache.get(region, "instance", n) for n in names}
+    writer_seen = cache.get(region, "instance", writer) if writer else None
+    if not all(o.seen for o in found.values()) or (writer_seen and not writer_seen.seen):
+        return None
+    return attach.Seen(cluster.db, {n: o.db for n, o in found.items()}, writer_seen.db if writer_seen else None)
+
+
+@kopf.timer(*ATTACHES, interval=get_settings().poll_interval, when=_active, id="attach")
+def reconcile(
+    body: kopf.Body,
+    spec: kopf.Spec,
+    status: kopf.Status,
+    meta: kopf.Meta,
+    uid: str,
+    name: str,
+    namespace: str | None,
+    annotations: kopf.Annotations,
+    patch: kopf.Patch,
+    **_: Any,
+) -> None:
+    parsed = DBAttachSpec.model_validate(dict(spec))
+    generation = meta.get("generation")
+    token = annotations.get(RETRY_ANNOTATION, "")
+    try:
+        cluster_id, region = _resolve(parsed, status, namespace or "")
+        seen = _seen(parsed, cluster_id, region, uid)
+        if seen is None:
+            return
+        tags = rds.ownership_tags(uid, namespace or "", name or "", parsed.tags)
+        decision = attach.decide(parsed, seen, uid, cluster_id, tags)
+        if decision.call:
+            rds.call(region, decision.call.operation, **decision.call.params)
+            cache.forget(region, "instance", [decision.call.params["DBInstanceIdentifier"]])
+            report.post(body, "aws-call", decision.reason, decision.message, target=cluster_id)
+    except WaitingError as wait:
+        _write(body, status, patch, generation, "Pending", "False", "Waiting", str(wait), {})
+        return
+    except restore.SpecError as err:
+        _write(body, status, patch, generation, "Failed", "False", err.reason, err.message, {"retryToken": token})
+        return
+    except rds.AWSError as failure:
+        if failure.transient:
+            _write(
+                body,
+                status,
+                patch,
+                generation,
+                status.get("phase") or "Pending",
+                "Unknown",
+                failure.code,
+                f"retrying: {failure}",
+                {},
+            )
+        else:
+            _write(
+                body,
+                status,
+                patch,
+                generation,
+                "Failed",
+                "False",
+                failure.code,
+                str(failure),
+                {"retryToken": token, "dbClusterIdentifier": cluster_id, "region": region},
+            )
+        return
+    fields = {**decision.fields, "dbClusterIdentifier": cluster_id, "region": region, "retryToken": None}
+    _write(body, status, patch, generation, decision.phase, decision.ready, decision.reason, decision.message, fields)
+
+
+def _write(
+    body: kopf.Body,
+    status: kopf.Status,
+    patch: kopf.Patch,
+    generation: int | None,
+    phase: str,
+    ready: str,
+    reason: str,
+    message: str,
+    fields: dict[str, Any],
+) -> None:
+    """Patch only on change; an event on each phase change and each failure."""
+    if unchanged(dict(status), phase, message, fields, generation):
+        return
+    patch.status.update(ready_patch(dict(status), generation, phase, ready, reason, message, **fields))
+    if status.get("phase") != phase or phase == "Failed":
+        action = {"Available": "available", "Failed": "failed", "Pending": "waiting"}.get(phase, "attaching")
+        report.post(
+            body,
+            action,
+            reason,
+            message,
+            warning=phase == "Failed" or ready == "Unknown",
+            target=fields.get("dbClusterIdentifier"),
+        )
+
+
+@kopf.on.delete(*ATTACHES, id="detach")
+def detach(
+    body: kopf.Body, spec: kopf.Spec, status: kopf.Status, meta: kopf.Meta, uid: str, patch: kopf.Patch, **_: Any
+) -> None:
+    """deletionPolicy Delete removes this object's instances (never the cluster, never the writer)."""
+    cache.untrack(uid)
+    parsed = DBAttachSpec.model_validate(dict(spec))
+    cluster_id, region = str(status.get("dbClusterIdentifier") or ""), str(status.get("region") or "")
+    if parsed.deletion_policy == "Retain" or not cluster_id:
+        report.post(body, "deleted", "Retained", f"instances left in place (deletionPolicy {parsed.deletion_policy})")
+        return
+    try:
+        names = attach.candidate_names(parsed)
+        found = rds.describe_many(region, "instance", names)
+        seen = attach.Seen(rds.describe(region, "cluster", cluster_id), {n: found.get(n) for n in names})
+        calls, done, message = attach.removal(parsed, seen, uid)
+        for call in calls:
+            rds.call(region, call.operation, **call.params)
+    except rds.AWSError as failure:
+        report.post(body, "delete-failed", failure.code, f"deleting: {failure}", warning=True)
+        raise kopf.TemporaryError(str(failure), delay=get_settings().poll_interval) from None
+    if done:
+        report.post(body, "deleted", "Deleted", message)
+        return
+    patch.status.update(ready_patch(dict(status), meta.get("generation"), "Deleting", "False", "Deleting", message))
+    report.post(body, "deleting", "Deleting", message)
+    raise kopf.TemporaryError(message, delay=get_settings().poll_interval)
