@@ -15,6 +15,7 @@ from typing import Any, Literal
 import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, ConnectionError, ReadTimeoutError
+from botocore.parsers import ResponseParserError  # not a BotoCoreError
 
 from dbops import settings
 
@@ -110,6 +111,9 @@ def classify(exc: Exception, operation: str = "") -> AWSError:
         )
     if isinstance(exc, ConnectionError | ReadTimeoutError):
         return AWSError("ConnectionError", str(exc), transient=True, operation=operation)
+    if isinstance(exc, ResponseParserError):
+        # A reply that is not AWS's XML/JSON: an HTML error page from a proxy or an overloaded endpoint.
+        return AWSError("ResponseParserError", str(exc)[:300], transient=True, operation=operation)
     if isinstance(exc, BotoCoreError):
         return AWSError(type(exc).__name__, str(exc), transient=False, operation=operation)
     raise exc
@@ -120,7 +124,7 @@ def call(region: str, operation: str, **params: Any) -> dict[str, Any]:
     try:
         result: dict[str, Any] = getattr(client(region), operation)(**params)
         return result
-    except (ClientError, BotoCoreError) as exc:
+    except (ClientError, BotoCoreError, ResponseParserError) as exc:
         raise classify(exc, operation) from exc
 
 
@@ -164,7 +168,7 @@ def paginate(region: str, operation: str, key: str, **params: Any) -> list[dict[
     try:
         pages = client(region).get_paginator(operation).paginate(**params)
         return [item for page in pages for item in page[key]]
-    except (ClientError, BotoCoreError) as exc:
+    except (ClientError, BotoCoreError, ResponseParserError) as exc:
         failure = classify(exc, operation)
         if failure.code in _NOT_FOUND:
             return []

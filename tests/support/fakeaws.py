@@ -49,6 +49,7 @@ class State:
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
+        self.moto_lock = threading.Lock()  # serializes requests into moto (see FakeAWSApp.__call__)
         self.config = dict(DEFAULT_CONFIG)
         self.faults: dict[str, deque[Fault]] = {}
         self.calls: Counter[str] = Counter()
@@ -245,7 +246,11 @@ class FakeAWSApp:
             status, headers, body = error_response(fault, json_protocol)
             start_response(status, headers)
             return [body]
-        return self.moto_app(environ, start_response)
+        # moto's RDS backend is not thread-safe (a filtered describe racing a restore raises
+        # "OrderedDict mutated during iteration" and answers 500); AWS itself never fails that way, so
+        # requests reach moto one at a time, bodies produced inside the lock.
+        with self.state.moto_lock:
+            return list(self.moto_app(environ, start_response))
 
     def _control(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         method: str = environ["REQUEST_METHOD"]
