@@ -8,6 +8,7 @@ batched status cache until Available -> `finalize` on deletion applies spec.dele
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -200,15 +201,19 @@ def _aws_failure(
     raise kopf.TemporaryError(str(failure), delay=delay)
 
 
-def _in_flight(status: kopf.Status, meta: kopf.Meta, **_: Any) -> bool:
-    return (
-        status.get("phase") in ("Restoring", "Available", "Deleting")
-        and bool(status.get("kind"))
-        and not meta.get("deletionTimestamp")
-    )
+def _polled(phases: tuple[str, ...]) -> Callable[..., bool]:
+    def when(status: kopf.Status, meta: kopf.Meta, **_: Any) -> bool:
+        return status.get("phase") in phases and bool(status.get("kind")) and not meta.get("deletionTimestamp")
+
+    return when
 
 
-@kopf.timer(*RESTORES, interval=settings.get().poll_interval, when=_in_flight, id="poll")
+# A restoring object reads the batched cache four times per poll interval: the cache still calls AWS
+# once per interval, but an object sees a refresh within a quarter interval of it, not up to a whole
+# interval later (the objects' timers are not in step with the refresh). Available and Deleting objects
+# (ttl, password, deletion progress: direct AWS calls) keep the plain interval.
+@kopf.timer(*RESTORES, interval=max(1.0, settings.get().poll_interval / 4), when=_polled(("Restoring",)), id="poll")
+@kopf.timer(*RESTORES, interval=settings.get().poll_interval, when=_polled(("Available", "Deleting")), id="watch")
 def poll(
     body: kopf.Body, spec: kopf.Spec, status: kopf.Status, meta: kopf.Meta, uid: str, patch: kopf.Patch, **_: Any
 ) -> None:
