@@ -6,9 +6,9 @@ VENV_STAMP := .venv/.synced
 PG_ENV = eval "$$(hack/postgres.sh start)"
 PYTEST_ARGS ?=
 
-.PHONY: setup system venv k8s postgres crds lock lint test demo bench clean
+.PHONY: setup system venv k8s promtool postgres crds lock lint test demo bench clean
 
-setup: system venv k8s
+setup: system venv k8s promtool
 
 system:
 	@hack/system-deps.sh
@@ -24,6 +24,10 @@ $(VENV_STAMP): requirements/dev.lock requirements/bootstrap.lock pyproject.toml
 
 k8s:
 	@hack/build-k8s.sh >/dev/null
+
+# promtool, for `promtool test rules` on manifests/monitoring (tests/unit/test_monitoring.py).
+promtool:
+	@hack/promtool.sh >/dev/null
 
 postgres:
 	@hack/postgres.sh start
@@ -47,7 +51,7 @@ test: setup lint
 	@echo "==> tests (real kube-apiserver + etcd, moto server, PostgreSQL)"
 	@$(PG_ENV) && $(PY) -m pytest $(PYTEST_ARGS)
 
-demo: setup
+demo: system venv k8s
 	@$(PY) hack/demo.py
 
 bench: setup

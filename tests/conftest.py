@@ -80,7 +80,8 @@ def pg_url() -> Iterator[str]:
             "and export the URL it prints"
         )
     name = f"test_{uuid.uuid4().hex[:12]}"
-    engine = sqlalchemy.create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    # pre_ping: a test may restart the server (test_audit), leaving pooled connections dead.
+    engine = sqlalchemy.create_engine(admin_url, isolation_level="AUTOCOMMIT", pool_pre_ping=True)
     with engine.connect() as conn:
         conn.execute(sqlalchemy.text(f'CREATE DATABASE "{name}"'))
     url = engine.url.set(database=name)

@@ -1,8 +1,10 @@
-"""Command line: `python -m dbops crds [DIR]` writes the CRDs; `python -m dbops run` starts the operator."""
+"""Command line: `python -m dbops crds [DIR]` writes the CRDs; `python -m dbops run` starts the operator;
+`python -m dbops audit` lists audit records."""
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import pathlib
 import sys
 
@@ -26,6 +28,13 @@ def _run(args: argparse.Namespace) -> int:
 
     cfg = settings.get()
     kopf.configure(verbose=args.verbose, log_format=kopf.LogFormat.FULL)
+    from dbops import audit, metrics
+
+    metrics.serve(cfg.metrics_port)
+    if cfg.webhook_port:
+        from dbops import webhook
+
+        del webhook  # imported for its kopf registrations (admission handlers and server)
     kopf.run(
         registry=kopf.get_default_registry(),
         standalone=True,
@@ -34,6 +43,46 @@ def _run(args: argparse.Namespace) -> int:
         liveness_endpoint=f"http://0.0.0.0:{cfg.liveness_port}/healthz" if cfg.liveness_port else None,
     )
     del handlers, attach_handlers  # imported for their kopf registrations
+    audit.shutdown(flush_timeout=5)  # what the database did not take stays in the spool for the next start
+    return 0
+
+
+def _when(text: str | None) -> datetime.datetime | None:
+    """An ISO time (UTC when no offset is given) or a duration back from now: 30m, 2h, 7d."""
+    if not text:
+        return None
+    now = datetime.datetime.now(datetime.UTC)
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+    if text[-1] in units and text[:-1].replace(".", "", 1).isdigit():
+        return now - datetime.timedelta(seconds=float(text[:-1]) * units[text[-1]])
+    when = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return when if when.tzinfo else when.replace(tzinfo=datetime.UTC)
+
+
+def _audit(args: argparse.Namespace) -> int:
+    """List audit records, oldest first, as a table or JSON."""
+    import json
+
+    from dbops import audit, settings
+
+    url = args.url or settings.get().audit_url.get_secret_value()
+    q = audit.Query(
+        namespace=args.namespace,
+        user=args.user,
+        target=args.target,
+        name=args.name,
+        kind=args.kind,
+        action=args.action,
+        since=_when(args.since),
+        until=_when(args.until),
+        limit=args.limit,
+    )
+    with audit.connect(url) as engine:
+        rows = audit.query(engine, q)
+    if args.output == "json":
+        print(json.dumps(rows, indent=1, default=str))
+    else:
+        print(audit.render_table(rows))
     return 0
 
 
@@ -46,6 +95,19 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("run", help="run the operator against the current kubeconfig / in-cluster config")
     p.add_argument("-v", "--verbose", action="store_true")
     p.set_defaults(func=_run)
+    p = sub.add_parser("audit", help="list audit records (who restored which database, from what, when, outcome)")
+    p.add_argument("--url", help="audit database URL (default: DBOPS_AUDIT_URL)")
+    p.add_argument("-n", "--namespace")
+    p.add_argument("-u", "--user", help="the requesting user")
+    p.add_argument("-t", "--target", help="the target DB identifier")
+    p.add_argument("--name", help="the DBRestore/DBAttach name")
+    p.add_argument("--kind", choices=["DBRestore", "DBAttach"])
+    p.add_argument("--action", help="requested, restore-started, available, failed, deleted, ...")
+    p.add_argument("--since", help="ISO time (UTC unless given) or a duration back from now: 30m, 2h, 7d")
+    p.add_argument("--until", help="ISO time or a duration back from now")
+    p.add_argument("--limit", type=int, default=200, help="newest N records (default 200)")
+    p.add_argument("-o", "--output", choices=["table", "json"], default="table")
+    p.set_defaults(func=_audit)
     args = parser.parse_args(argv)
     return int(args.func(args))
 

@@ -15,7 +15,7 @@ from dbops import attach, k8s, rds, report, restore
 from dbops.handlers import cache
 from dbops.models import GROUP, VERSION, DBAttachSpec
 from dbops.settings import get as get_settings
-from dbops.status import ready_patch, unchanged
+from dbops.status import ready_patch, timestamp, timing, unchanged
 
 ATTACHES = (GROUP, VERSION, "dbattaches")
 RETRY_ANNOTATION = f"{GROUP}/retry"
@@ -159,8 +159,10 @@ def _write(
     """Patch only on change; an event on each phase change and each failure."""
     if unchanged(dict(status), phase, message, fields, generation):
         return
+    previous = status.get("phase")
+    fields = {**fields, **_round_times(previous, phase)}
     patch.status.update(ready_patch(dict(status), generation, phase, ready, reason, message, **fields))
-    if status.get("phase") != phase or phase == "Failed":
+    if previous != phase or phase == "Failed":
         action = {"Available": "available", "Failed": "failed", "Pending": "waiting"}.get(phase, "attaching")
         report.post(
             body,
@@ -169,7 +171,18 @@ def _write(
             message,
             warning=phase == "Failed" or ready == "Unknown",
             target=fields.get("dbClusterIdentifier"),
+            **(timing({**status, **fields}) if phase in ("Available", "Failed") else {}),
         )
+
+
+def _round_times(previous: str | None, phase: str) -> dict[str, Any]:
+    """A round of work (the first attach, or a later scale) starts when the object leaves a settled
+    phase, and completes when it is Available again: how long it took goes to metrics and notifications."""
+    if phase in ("Pending", "Attaching") and previous in (None, "Available", "Failed"):
+        return {"startTime": timestamp(), "completionTime": None}
+    if phase == "Available" and previous != "Available":
+        return {"completionTime": timestamp()}
+    return {}
 
 
 @kopf.on.delete(*ATTACHES, id="detach")

@@ -14,9 +14,9 @@ from typing import Any
 
 import kopf
 
-from dbops import k8s, rds, report, restore, settings
+from dbops import audit, k8s, metrics, notify, rds, report, restore, settings
 from dbops.models import GROUP, VERSION, DBRestoreSpec
-from dbops.status import now, ready_patch, set_condition, timestamp, unchanged
+from dbops.status import now, ready_patch, set_condition, timestamp, timing, unchanged
 
 RESTORES = (GROUP, VERSION, "dbrestores")
 STARTED_PHASES = ("Restoring", "Available", "Deleting", "Expired")
@@ -38,6 +38,11 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.posting.level = logging.INFO
     settings.watching.server_timeout = 300
     settings.networking.request_timeout = 60
+    # Observers of every report record: metrics, the audit trail (spooled), notifications.
+    m = metrics.install(kopf.get_default_registry())
+    trail = audit.install(cfg.audit_url.get_secret_value(), cfg.audit_spool, cfg.audit_retry_interval)
+    trail.attach_metrics(m.spool_depth, m.audit_written, m.audit_errors)
+    notify.install(cfg, m)
 
 
 def _settings() -> settings.Settings:
@@ -270,7 +275,7 @@ def _apply_progress(
     )
     if phase_changed:
         action = {"Available": "available", "Failed": "failed"}.get(prog.phase, "progress")
-        report.post(body, action, prog.reason, prog.message, warning=prog.phase == "Failed", **_timing(status))
+        report.post(body, action, prog.reason, prog.message, warning=prog.phase == "Failed", **timing(dict(status)))
 
 
 def expired(expires_at: str | None) -> bool:
@@ -422,12 +427,3 @@ def finalize(
     message = step.message if step else "retrying the deletion"
     patch.status.update(ready_patch(dict(status), meta.get("generation"), "Deleting", "False", "Deleting", message))
     raise kopf.TemporaryError(message, delay=_settings().poll_interval)
-
-
-def _timing(status: kopf.Status) -> dict[str, Any]:
-    """Seconds from the request to now, for the record of a final outcome (metrics, notifications)."""
-    started = status.get("startTime")
-    if not started:
-        return {}
-    begun = datetime.strptime(str(started), "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=now().tzinfo)
-    return {"duration_seconds": (now() - begun).total_seconds()}

@@ -362,6 +362,8 @@ class DBAttachStatus(Model):
     endpoint: str | None = Field(None, description="The cluster's reader endpoint.")
     ready: str | None = Field(None, description="Ready instances / desired, e.g. 2/3.")
     instances: list[AttachedInstance] | None = Field(None, max_length=64)
+    start_time: str | None = Field(None, description="When the current round of work (attach or scale) started.")
+    completion_time: str | None = Field(None, description="When that round ended with all instances available.")
     retry_token: str | None = Field(None, description="The dbops.dev/retry annotation value of the last failure.")
 
 

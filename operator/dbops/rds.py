@@ -68,15 +68,20 @@ def client(region: str, service: str = "rds") -> Client:
                 max_pool_connections=max(10, settings.get().max_workers),
             )
             new = boto3.session.Session().client(service, config=cfg)  # type: ignore[call-overload]
-            new.meta.events.register("after-call", _observe_call)
+            # response-received fires once per HTTP attempt (after-call only once per call, after
+            # botocore's retries), so throttled attempts that botocore retried are counted too.
+            new.meta.events.register("response-received", _observe_call)
             _clients[key] = new
         return _clients[key]
 
 
-def _observe_call(http_response: Any, parsed: dict[str, Any], model: Any, **_: Any) -> None:
-    code = parsed.get("Error", {}).get("Code") if isinstance(parsed, dict) else None
+def _observe_call(event_name: str, parsed_response: Any = None, exception: Exception | None = None, **_: Any) -> None:
+    operation = event_name.rsplit(".", 1)[-1]
+    code = parsed_response.get("Error", {}).get("Code") if isinstance(parsed_response, dict) else None
+    if exception is not None and not code:
+        code = type(exception).__name__  # no response at all: a connection error or a timeout
     for observer in call_observers:
-        observer(model.name, code)
+        observer(operation, code)
 
 
 @dataclass

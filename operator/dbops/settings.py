@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -26,6 +26,37 @@ class Settings(BaseSettings):
     max_workers: int = Field(16, ge=1, description="Threads for blocking AWS calls.")
     metrics_port: int = Field(9100, description="Port of the Prometheus /metrics endpoint (0: off).")
     liveness_port: int = Field(8080, description="Port of the kopf liveness endpoint /healthz.")
+
+    # Audit trail (operator/dbops/audit.py). The URL may carry a password: SecretStr keeps it out of logs and reprs.
+    audit_url: SecretStr = Field(
+        SecretStr("sqlite:///dbops-audit.db"),
+        description="SQLAlchemy URL of the audit database (PostgreSQL in production, from a Secret).",
+    )
+    audit_spool: str = Field(
+        "dbops-audit-spool", description="Directory where audit records wait, durably, until the database has them."
+    )
+    audit_retry_interval: float = Field(5.0, gt=0, description="Seconds between writes while the database is down.")
+
+    # Admission webhook (records who asked). 0: no webhook.
+    webhook_port: int = Field(0, ge=0, description="Port of the HTTPS admission webhook (0: off).")
+    webhook_addr: str = Field("0.0.0.0", description="Address the webhook listens on.")  # noqa: S104 - a pod listens on its pod IP
+    webhook_host: str | None = Field(
+        None, description="Host name or IP the API server uses to reach the webhook (URL mode)."
+    )
+    webhook_service: str | None = Field(
+        None, description="NAMESPACE/NAME[:PORT] of the Service in front of the webhook (service mode, in-cluster)."
+    )
+    webhook_certfile: str | None = Field(None, description="Serving certificate (PEM); none: self-signed.")
+    webhook_keyfile: str | None = Field(None, description="Serving key (PEM) of webhook_certfile.")
+    webhook_cafile: str | None = Field(None, description="CA bundle the API server trusts for the webhook.")
+
+    # Notifications on completion and failure (overridable per object with dbops.dev/notify-* annotations).
+    slack_webhook_url: SecretStr | None = Field(None, description="Slack incoming webhook URL.")
+    ses_sender: str | None = Field(None, description="Verified SES sender address for e-mail notifications.")
+    notify_email: str = Field("", description="Comma-separated recipients of e-mail notifications.")
+    ses_region: str | None = Field(None, description="SES region (default: DBOPS_REGION).")
+    notify_attempts: int = Field(3, ge=1, description="Attempts per notification before it is counted as failed.")
+    notify_timeout: float = Field(10.0, gt=0, description="Seconds per notification attempt.")
 
 
 @lru_cache(maxsize=1)

@@ -81,3 +81,12 @@ def unchanged(
         and (generation is None or status.get("observedGeneration") == generation)
         and all(status.get(k) == v for k, v in fields.items())
     )
+
+
+def timing(status: dict[str, Any]) -> dict[str, Any]:
+    """Seconds from status.startTime to now, for the record of an outcome (metrics, notifications)."""
+    started = status.get("startTime")
+    if not started:
+        return {}
+    begun = datetime.strptime(str(started), "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    return {"duration_seconds": (now() - begun).total_seconds()}

@@ -51,6 +51,7 @@ def test_attach_by_identifier_copies_the_writer_and_sets_no_cluster_fields(
     (inst,) = st["instances"]
     assert inst["identifier"] == "orders-reader" and inst["role"] == "reader" and inst["rdsStatus"] == "available"
     assert inst["availabilityZone"] and inst["endpoint"]
+    assert st["startTime"] <= st["completionTime"]  # how long it took, for metrics and notifications
     db = members(rds, "orders")["orders-reader"]
     writer = members(rds, "orders")["orders-writer"]
     assert db["DBInstanceClass"] == writer["DBInstanceClass"] and db["Engine"] == "aurora-postgresql"

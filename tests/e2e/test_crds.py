@@ -126,7 +126,7 @@ EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))
 
 
 def test_there_is_an_example_for_each_use() -> None:
-    kinds = [yaml.safe_load(p.read_text())["kind"] for p in EXAMPLES]
+    kinds = [doc["kind"] for p in EXAMPLES for doc in yaml.safe_load_all(p.read_text())]
     assert kinds.count("DBRestore") >= 7 and kinds.count("DBAttach") >= 3, kinds
 
 
@@ -135,8 +135,10 @@ def test_example_is_admitted_by_the_api_server_and_parsed_by_the_models(
     cluster: Cluster, own_namespace: str, path: pathlib.Path
 ) -> None:
     """Every example passes the CRD schema and CEL rules as served, and the operator's own models."""
-    doc = yaml.safe_load(path.read_text())
-    model = {"DBRestore": DBRestoreSpec, "DBAttach": DBAttachSpec}[doc["kind"]]
-    model.model_validate(doc["spec"])
+    docs = list(yaml.safe_load_all(path.read_text()))
+    models = {"DBRestore": DBRestoreSpec, "DBAttach": DBAttachSpec}
+    ours = [d for d in docs if d["kind"] in models]
+    assert len(ours) == 1, f"{path.name}: one DBRestore or DBAttach per example"
+    models[ours[0]["kind"]].model_validate(ours[0]["spec"])
     proc = cluster.kubectl("apply", "--dry-run=server", "-n", own_namespace, "-f", str(path), check=False)
     assert proc.returncode == 0, proc.stderr

@@ -252,7 +252,7 @@ class FakeAWSApp:
         with self.state.moto_lock:
             return list(self.moto_app(environ, start_response))
 
-    def _control(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+    def _control(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:  # noqa: PLR0912
         method: str = environ["REQUEST_METHOD"]
         route = environ["PATH_INFO"][len(CONTROL_PREFIX) :].strip("/")
         state = self.state
@@ -295,6 +295,19 @@ class FakeAWSApp:
                 with state.lock:
                     state.calls.clear()
                 result = {"ok": True}
+            elif route == "ses-messages" and method == "GET":
+                # What SES "sent" (moto keeps it in the backend), every account and region.
+                from moto.ses.models import ses_backends
+
+                result = [
+                    {
+                        "region": region,
+                        **{k: getattr(m, k, None) for k in ("source", "subject", "body", "destinations")},
+                    }
+                    for backends in ses_backends.values()
+                    for region, backend in backends.items()
+                    for m in backend.sent_messages
+                ]
             elif route == "reset" and method == "POST":
                 from moto.moto_api._internal.models import moto_api_backend
 

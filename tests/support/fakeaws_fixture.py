@@ -98,6 +98,11 @@ class FakeAWS:
     def reset_calls(self) -> None:
         self._control("DELETE", "calls")
 
+    def ses_messages(self) -> list[dict[str, Any]]:
+        """E-mails sent through SES: region, source, subject, body, destinations."""
+        result: list[dict[str, Any]] = self._control("GET", "ses-messages")
+        return result
+
     def reset(self) -> None:
         """Forget all AWS state, faults, call counts and config."""
         self._control("POST", "reset")

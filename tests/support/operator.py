@@ -32,6 +32,9 @@ class Operator:
         self.liveness_port, self.metrics_port = free_port(), free_port()
         env = {
             **os.environ,
+            # The audit trail of this operator stays in its workdir (never the repository), unless set.
+            "DBOPS_AUDIT_URL": f"sqlite:///{self.workdir / 'audit.db'}",
+            "DBOPS_AUDIT_SPOOL": str(self.workdir / "audit-spool"),
             **self.env,
             **extra_env,
             "DBOPS_LIVENESS_PORT": str(self.liveness_port),

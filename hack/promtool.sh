@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Build promtool (Prometheus' rule tester) from the Go module proxy and cache it outside the
+# repository, so that tests/unit/test_monitoring.py can run `promtool test rules`. Prometheus 3.x is
+# published as Go module versions v0.3XX.Y (v0.316.0 is Prometheus 3.16.0).
+#
+# Usage: hack/promtool.sh    build (if not cached) and print the path of the binary
+set -euo pipefail
+
+PROM_MODULE_VERSION="${PROM_MODULE_VERSION:-v0.316.0}"
+CACHE_ROOT="${DBOPS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/dbops}"
+BIN_DIR="$CACHE_ROOT/tools/promtool-$PROM_MODULE_VERSION"
+export GOFLAGS="-buildvcs=false" CGO_ENABLED=0 GOTOOLCHAIN=local
+
+if [ ! -x "$BIN_DIR/promtool" ]; then
+  echo "[promtool] building promtool $PROM_MODULE_VERSION from the Go module proxy (a few minutes)" >&2
+  mkdir -p "$BIN_DIR"
+  GOBIN="$BIN_DIR" nice go install -p "${PROMTOOL_BUILD_JOBS:-$(nproc)}" \
+    "github.com/prometheus/prometheus/cmd/promtool@$PROM_MODULE_VERSION"
+fi
+echo "$BIN_DIR/promtool"

@@ -1,0 +1,277 @@
+"""Prometheus metrics on /metrics (prometheus-client), fed by report records and AWS call observers.
+
+Labels stay low-cardinality: kind (DBRestore, DBAttach), outcome, reason (a CamelCase reason or an AWS
+error code), AWS operation and error code, notification channel. Never a namespace, name or UID.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import inspect
+import platform
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from importlib import metadata
+from typing import Any
+
+import kopf
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, Info, start_http_server
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from dbops import rds, report
+
+# From seconds (tests, small instances) to hours (large Aurora clusters).
+DURATION_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 900, 1200, 1800, 2700, 3600, 5400, 7200, 10800, 14400, 21600)
+RECONCILE_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+
+# Actions that begin, continue and end a restore or attach (report.Record.action).
+STARTING = frozenset({"requested"})
+KINDS = ("DBRestore", "DBAttach")
+REQUESTING_KINDS = frozenset({"DBRestore"})  # kinds whose handlers post "requested"
+# DBAttach posts no "requested": its first step in flight (aws-call, waiting, attaching) starts it.
+ONGOING = frozenset(
+    {"requested", "aws-call", "restore-started", "attach-started", "attaching", "waiting", "progress", "retrying"}
+)
+FINAL = {"available": "available", "failed": "failed"}
+GONE = frozenset({"deleted", "expired"})
+THROTTLING_CODES = frozenset(
+    {"Throttling", "ThrottlingException", "RequestLimitExceeded", "TooManyRequestsException", "RequestThrottled"}
+)
+
+
+def _version() -> str:
+    try:
+        return metadata.version("dbops")
+    except metadata.PackageNotFoundError:  # pragma: no cover - running from a source tree
+        return "unknown"
+
+
+class Metrics:
+    """All of dbops' metrics, in one registry (the default one in the operator, a fresh one in tests)."""
+
+    def __init__(self, registry: CollectorRegistry = REGISTRY) -> None:
+        self.registry = registry
+        self.build_info = Info("dbops_build", "dbops version and runtime.", registry=registry)
+        self.build_info.info({"version": _version(), "python_version": platform.python_version()})
+        self.started = Counter(
+            "dbops_restores_started_total", "Restores and attaches requested, by kind.", ["kind"], registry=registry
+        )
+        self.finished = Counter(
+            "dbops_restores_total",
+            "Restores and attaches that ended, by kind, outcome (available, failed) and reason.",
+            ["kind", "outcome", "reason"],
+            registry=registry,
+        )
+        self.duration = Histogram(
+            "dbops_restore_duration_seconds",
+            "Seconds from the request to the outcome, by kind and outcome.",
+            ["kind", "outcome"],
+            buckets=DURATION_BUCKETS,
+            registry=registry,
+        )
+        self.in_flight = Gauge(
+            "dbops_restores_in_flight",
+            "Restores and attaches requested and not yet ended.",
+            ["kind"],
+            registry=registry,
+        )
+        self.aws_calls = Counter(
+            "dbops_aws_api_calls_total",
+            "AWS API requests (every attempt, retries included), by operation.",
+            ["operation"],
+            registry=registry,
+        )
+        self.aws_errors = Counter(
+            "dbops_aws_api_errors_total",
+            "AWS API requests that failed, by operation and AWS error code.",
+            ["operation", "code"],
+            registry=registry,
+        )
+        self.aws_throttled = Counter(
+            "dbops_aws_api_throttled_total",
+            "AWS API requests refused by throttling, by operation.",
+            ["operation"],
+            registry=registry,
+        )
+        self.reconcile = Histogram(
+            "dbops_reconcile_duration_seconds",
+            "Seconds spent in one handler run, by handler.",
+            ["handler"],
+            buckets=RECONCILE_BUCKETS,
+            registry=registry,
+        )
+        self.records = Counter(
+            "dbops_records_total",
+            "Records reported (events), by kind and action.",
+            ["kind", "action"],
+            registry=registry,
+        )
+        self.spool_depth = Gauge(
+            "dbops_audit_spool_records", "Audit records waiting in the local spool for the database.", registry=registry
+        )
+        self.audit_written = Counter(
+            "dbops_audit_records_written_total", "Audit records written to the audit database.", registry=registry
+        )
+        self.audit_errors = Counter(
+            "dbops_audit_write_errors_total",
+            "Failed attempts to write the spool to the audit database.",
+            registry=registry,
+        )
+        self.notifications = Counter(
+            "dbops_notifications_total",
+            "Notifications by channel (slack, email) and outcome (sent, failed).",
+            ["channel", "outcome"],
+            registry=registry,
+        )
+        self.notification_retries = Counter(
+            "dbops_notification_retries_total",
+            "Notification attempts that were retried.",
+            ["channel"],
+            registry=registry,
+        )
+        # kind -> uid -> when this process first saw it in flight (epoch seconds).
+        self._flights: dict[str, dict[str, float]] = {}
+        self._lock = threading.Lock()
+        registry.register(_OldestInFlight(self))
+        for kind in KINDS:  # zeros from the start: dashboards and rate() see the first one
+            self.started.labels(kind)
+            self._flight(kind, "", None)
+
+    # --- observers ------------------------------------------------------------------------------
+
+    def observe_record(self, record: report.Record) -> None:
+        kind = record.kind or "unknown"
+        self.records.labels(kind, record.action).inc()
+        if record.action in ONGOING:
+            # Started: "requested" (a DBRestore, also on a retry), or the first step in flight of a kind
+            # that posts no "requested" (a DBAttach: its first aws-call, waiting or attaching).
+            fresh = self._flight(kind, record.uid, record.time.timestamp()) is None
+            if record.action in STARTING or (fresh and kind not in REQUESTING_KINDS):
+                self.started.labels(kind).inc()
+        elif record.action in FINAL:
+            outcome = FINAL[record.action]
+            self.finished.labels(kind, outcome, record.reason or "Unknown").inc()
+            began = self._flight(kind, record.uid, None)
+            seconds = record.details.get("duration_seconds")
+            if not isinstance(seconds, int | float) and began is not None:
+                seconds = record.time.timestamp() - began  # no duration in the record: since first seen
+            if isinstance(seconds, int | float):
+                self.duration.labels(kind, outcome).observe(max(0.0, float(seconds)))
+        elif record.action in GONE:
+            self._flight(kind, record.uid, None)
+
+    def _flight(self, kind: str, uid: str, since: float | None) -> float | None:
+        """Mark uid in flight since `since` (kept if already in flight), or ended (None); return
+        when it was in flight since before this call (None: it was not)."""
+        with self._lock:
+            uids = self._flights.setdefault(kind, {})
+            before = uids.get(uid)
+            if since is None:
+                uids.pop(uid, None)
+            elif before is None:
+                uids[uid] = since
+            self.in_flight.labels(kind).set(len(uids))
+            return before
+
+    def oldest_in_flight(self) -> dict[str, float]:
+        """kind -> seconds since the oldest object in flight was first seen (0 when none)."""
+        now = time.time()
+        with self._lock:
+            return {kind: max(0.0, now - min(uids.values())) if uids else 0.0 for kind, uids in self._flights.items()}
+
+    def observe_aws_call(self, operation: str, code: str | None) -> None:
+        self.aws_calls.labels(operation).inc()
+        if code:
+            self.aws_errors.labels(operation, code).inc()
+            if code in THROTTLING_CODES:
+                self.aws_throttled.labels(operation).inc()
+
+    @contextmanager
+    def timed(self, handler: str) -> Iterator[None]:
+        begun = time.monotonic()
+        try:
+            yield
+        finally:
+            self.reconcile.labels(handler).observe(time.monotonic() - begun)
+
+
+class _OldestInFlight(Collector):
+    """dbops_restore_oldest_in_flight_seconds, computed at scrape time (for the "stuck" alert)."""
+
+    def __init__(self, m: Metrics) -> None:
+        self.m = m
+
+    def describe(self) -> list[Metric]:
+        return [self._family()]
+
+    def collect(self) -> Iterator[Metric]:
+        family = self._family()
+        for kind, seconds in sorted(self.m.oldest_in_flight().items()):
+            family.add_metric([kind], seconds)
+        yield family
+
+    @staticmethod
+    def _family() -> GaugeMetricFamily:
+        return GaugeMetricFamily(
+            "dbops_restore_oldest_in_flight_seconds",
+            "Age of the oldest restore or attach in flight, by kind (since this process first saw it; 0: none).",
+            labels=["kind"],
+        )
+
+
+_metrics: Metrics | None = None
+_lock = threading.Lock()
+
+
+def get() -> Metrics:
+    """The process' metrics (made on first use, in the default registry)."""
+    global _metrics  # noqa: PLW0603 - one set of metrics per process
+    with _lock:
+        if _metrics is None:
+            _metrics = Metrics()
+        return _metrics
+
+
+def serve(port: int, addr: str = "0.0.0.0") -> None:  # noqa: S104 - scraped from outside the pod
+    """Start the /metrics HTTP server in a daemon thread (port 0: no server)."""
+    get()
+    if port:
+        start_http_server(port, addr=addr)
+
+
+def install(registry: kopf.OperatorRegistry | None = None) -> Metrics:
+    """Subscribe to report records and AWS calls, and time every resource handler (idempotent)."""
+    m = get()
+    if m.observe_record not in report.observers:
+        report.observers.append(m.observe_record)
+    if m.observe_aws_call not in rds.call_observers:
+        rds.call_observers.append(m.observe_aws_call)
+    if registry is not None:
+        instrument(registry, m)
+    return m
+
+
+def instrument(registry: kopf.OperatorRegistry, m: Metrics) -> None:
+    """Wrap each change and timer handler so that its runs are timed (dbops_reconcile_duration_seconds).
+
+    kopf has no hook for a handler's duration; its handlers are frozen records, so each is replaced by
+    a copy whose function is timed. Sync stays sync (kopf runs those in its thread pool)."""
+    for sub in (registry._changing, registry._spawning):
+        for index, handler in enumerate(list(sub._handlers)):
+            if getattr(handler.fn, "_dbops_timed", False) or inspect.iscoroutinefunction(handler.fn):
+                continue
+            sub._handlers[index] = dataclasses.replace(handler, fn=_timed_fn(handler.fn, str(handler.id), m))  # type: ignore[call-overload]
+
+
+def _timed_fn(fn: Callable[..., Any], name: str, m: Metrics) -> Callable[..., Any]:
+    @functools.wraps(fn)
+    def timed(*args: Any, **kwargs: Any) -> Any:
+        with m.timed(name):
+            return fn(*args, **kwargs)
+
+    timed._dbops_timed = True  # type: ignore[attr-defined]
+    return timed
