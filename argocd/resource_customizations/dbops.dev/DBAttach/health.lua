@@ -1,0 +1,1 @@
+../DBRestore/health.lua

@@ -1,0 +1,67 @@
+# Two operator roles from the dbops module: one for an EKS cluster (IRSA), one for a GKE cluster
+# (AWS web identity federation with the cluster's own OIDC issuer). Apply one, or both.
+#
+#   terraform init && terraform apply -var eks_oidc_provider_arn=... -var gke_issuer_url=...
+#
+# Then put role_arn into the overlay: manifests/overlays/eks (eks.amazonaws.com/role-arn) or
+# manifests/overlays/gke (AWS_ROLE_ARN).
+
+terraform {
+  required_version = ">= 1.6"
+
+  required_providers {
+    aws = {
+      source  = "hashicorp/aws"
+      version = ">= 5.40, < 7.0"
+    }
+  }
+}
+
+provider "aws" {
+  region = var.region
+}
+
+variable "region" {
+  description = "Region of the provider, and the only region the operators may act in."
+  type        = string
+  default     = "us-east-1"
+}
+
+variable "eks_oidc_provider_arn" {
+  description = "The EKS cluster's IAM OIDC provider ARN (aws eks describe-cluster ... identity.oidc.issuer)."
+  type        = string
+}
+
+variable "gke_issuer_url" {
+  description = "The GKE cluster's issuer: https://container.googleapis.com/v1/projects/P/locations/L/clusters/C"
+  type        = string
+}
+
+module "dbops_eks" {
+  source = "../.."
+
+  name                  = "dbops-operator-eks"
+  eks_oidc_provider_arn = var.eks_oidc_provider_arn
+  regions               = [var.region]
+  ses_from_addresses    = ["dbops@example.com"]
+  tags                  = { "app.kubernetes.io/name" = "dbops" }
+}
+
+module "dbops_gke" {
+  source = "../.."
+
+  name                     = "dbops-operator-gke"
+  external_oidc_issuer_url = var.gke_issuer_url
+  regions                  = [var.region]
+  tags                     = { "app.kubernetes.io/name" = "dbops" }
+}
+
+output "eks_role_arn" {
+  description = "For manifests/overlays/eks."
+  value       = module.dbops_eks.role_arn
+}
+
+output "gke_role_arn" {
+  description = "For manifests/overlays/gke."
+  value       = module.dbops_gke.role_arn
+}
