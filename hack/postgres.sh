@@ -12,7 +12,7 @@ DATA="${DBOPS_PG_DATA:-${TMPDIR:-/tmp}/dbops-postgres-$PORT}"
 log() { echo "[postgres] $*" >&2; }
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
-bindir() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1; }
+bindir() { find /usr/lib/postgresql -mindepth 2 -maxdepth 2 -type d -name bin 2>/dev/null | sort -V | tail -n 1; }
 
 install() {
   if [ -z "$(bindir)" ] || [ ! -x "$(bindir)/initdb" ]; then
@@ -45,7 +45,9 @@ start() {
 
 stop() {
   local bin; bin="$(bindir)"
-  [ -n "$bin" ] && [ -f "$DATA/PG_VERSION" ] && run_as_pg "$bin/pg_ctl" -D "$DATA" -m fast stop >/dev/null || true
+  if [ -n "$bin" ] && [ -f "$DATA/PG_VERSION" ]; then
+    run_as_pg "$bin/pg_ctl" -D "$DATA" -m fast stop >/dev/null || true # already stopped is fine
+  fi
 }
 
 case "${1:-start}" in

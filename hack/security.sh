@@ -4,7 +4,8 @@
 # PyPI's vulnerability data about requirements/runtime.lock (what the image ships).
 #
 #   gitleaks    secrets in the git history and in the working tree (what git would commit)
-#   actionlint  workflow syntax and expressions;  zizmor (offline): workflow security
+#   actionlint  workflow syntax and expressions (and their run: scripts, through shellcheck)
+#   zizmor      (offline) workflow security;  shellcheck: hack/*.sh, .ci/run
 #   checkov     terraform/, the rendered kustomize manifests (base, overlays, argocd), Dockerfile, workflows
 #   bandit      operator/;  semgrep: .semgrep/ rules (tested by .semgrep/dbops.py) on operator/
 #   hclfmt      formatting of terraform/ (see hack/tools.sh for why not `terraform fmt`)
@@ -139,7 +140,9 @@ PY
 }
 
 run gitleaks gitleaks_scan
+command -v shellcheck >/dev/null || die "shellcheck is missing: hack/system-deps.sh installs it (apt)"
 run actionlint actionlint
+run shellcheck shellcheck hack/*.sh .ci/run
 run zizmor zizmor_scan
 run checkov checkov_scan
 run bandit bandit_scan
