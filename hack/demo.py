@@ -41,7 +41,14 @@ def main() -> int:
         seed_instance(fake.client("rds"), "orders", snapshot_identifier="orders-nightly")
         fake.configure(create_seconds=RESTORE_SECONDS)
         say("starting the operator (python -m dbops run)")
-        env = {**fake.env(), "KUBECONFIG": str(cluster.kubeconfig), "DBOPS_POLL_INTERVAL": "2"}
+        env = {
+            **fake.env(),
+            "KUBECONFIG": str(cluster.kubeconfig),
+            "DBOPS_POLL_INTERVAL": "2",
+            # The admission webhook (TLS, on loopback) records who asked: the audit trail names the user.
+            "DBOPS_WEBHOOK_PORT": str(kube.free_port()),
+            "DBOPS_WEBHOOK_HOST": "127.0.0.1",
+        }
         operator = Operator(work, env).start()
         say("kubectl apply -f examples/restore-from-snapshot.yaml")
         print(cluster.kubectl("apply", "-f", str(ROOT / "examples" / "restore-from-snapshot.yaml")).stdout, end="")
