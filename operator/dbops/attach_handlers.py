@@ -26,8 +26,9 @@ class WaitingError(Exception):
 
 
 def _active(status: kopf.Status, meta: kopf.Meta, annotations: kopf.Annotations, **_: Any) -> bool:
-    """Stop polling a Failed object until its spec changes or a user asks for a retry."""
-    if meta.get("deletionTimestamp"):
+    """Poll once `accept` has written Pending; stop polling a Failed object until its spec changes or a
+    user asks for a retry."""
+    if meta.get("deletionTimestamp") or not status.get("phase"):
         return False
     failed_as_is = (
         status.get("phase") == "Failed"
@@ -80,6 +81,17 @@ def _seen(spec: DBAttachSpec, cluster_id: str, region: str, uid: str) -> attach.
     if not all(o.seen for o in found.values()) or (writer_seen and not writer_seen.seen):
         return None
     return attach.Seen(cluster.db, {n: o.db for n, o in found.items()}, writer_seen.db if writer_seen else None)
+
+
+@kopf.on.create(*ATTACHES, id="accept")
+def accept(body: kopf.Body, status: kopf.Status, meta: kopf.Meta, patch: kopf.Patch, **_: Any) -> None:
+    """Pending at once, before any AWS call, so that `kubectl get dbattach -w` shows the object is seen."""
+    if status.get("phase"):
+        return
+    message, generation = "attach requested; resolving the cluster", meta.get("generation")
+    fields = {"startTime": timestamp()}
+    patch.status.update(ready_patch(dict(status), generation, "Pending", "Unknown", "Accepted", message, **fields))
+    report.post(body, "requested", "Accepted", message)
 
 
 @kopf.timer(*ATTACHES, interval=get_settings().poll_interval, when=_active, id="attach")

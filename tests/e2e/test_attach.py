@@ -43,8 +43,10 @@ def test_attach_by_identifier_copies_the_writer_and_sets_no_cluster_fields(
     rds = fake_aws.client("rds")
     seed_cluster(rds, "orders")
     fake_aws.configure(create_seconds=2)
-    cluster.apply(dbattach("a1", namespace, {"dbCluster": "orders"}, identifier="orders-reader"))
-    obj = wait_attach(cluster, "a1", namespace, "Available", "Failed")
+    with Watch(cluster, "dbattach", namespace) as watch:
+        cluster.apply(dbattach("a1", namespace, {"dbCluster": "orders"}, identifier="orders-reader"))
+        obj = wait_attach(cluster, "a1", namespace, "Available", "Failed")
+    assert watch.phases("a1")[:2] == ["Pending", "Attaching"]  # seen at once, before any AWS call
     st = obj["status"]
     assert st["phase"] == "Available", st
     assert st["ready"] == "1/1" and st["dbClusterIdentifier"] == "orders" and st["endpoint"]
