@@ -53,7 +53,7 @@ test: setup lint
 	@echo "==> tests (real kube-apiserver + etcd, moto server, PostgreSQL)"
 	@$(PG_ENV) && $(PY) -m pytest $(PYTEST_ARGS)
 
-# Every scanner of .github/workflows/security.yml that runs here (hack/security.sh): gitleaks, actionlint,
+# Every scanner of .github/workflows/security.yml that runs here (hack/security.sh): gitleaks, actionlint, shellcheck,
 # zizmor, checkov, bandit, semgrep, hclfmt, pip-audit. Zero unexplained findings.
 security: venv k8s
 	@hack/security.sh
