@@ -52,10 +52,7 @@ def _resolve(spec: DBAttachSpec, status: kopf.Status, namespace: str) -> tuple[s
             raise restore.SpecError("NotAurora", f"spec.cluster.endpoint {ref.endpoint} is a DB instance endpoint")
         if not ep.custom:
             return ep.identifier, ep.region
-        found = rds.call(ep.region, "describe_db_cluster_endpoints", DBClusterEndpointIdentifier=ep.identifier)
-        if not found["DBClusterEndpoints"]:
-            raise restore.SpecError("EndpointNotFound", f"spec.cluster.endpoint: no cluster has {ep.identifier}")
-        return str(found["DBClusterEndpoints"][0]["DBClusterIdentifier"]), ep.region
+        return restore.custom_endpoint_cluster(ep.region, ep.identifier, "spec.cluster.endpoint"), ep.region
     obj = k8s.read_dbrestore(namespace, str(ref.db_restore_ref))
     if obj is None:
         raise WaitingError(f"waiting for DBRestore {ref.db_restore_ref} to exist")
@@ -85,13 +82,7 @@ def _seen(spec: DBAttachSpec, cluster_id: str, region: str, uid: str) -> attach.
 
 @kopf.on.create(*ATTACHES, id="accept")
 def accept(body: kopf.Body, status: kopf.Status, meta: kopf.Meta, patch: kopf.Patch, **_: Any) -> None:
-    """Pending at once, before any AWS call, so that `kubectl get dbattach -w` shows the object is seen."""
-    if status.get("phase"):
-        return
-    message, generation = "attach requested; resolving the cluster", meta.get("generation")
-    fields = {"startTime": timestamp()}
-    patch.status.update(ready_patch(dict(status), generation, "Pending", "Unknown", "Accepted", message, **fields))
-    report.post(body, "requested", "Accepted", message)
+    report.accept(body, status, meta, patch, "attach requested; resolving the cluster")
 
 
 @kopf.timer(*ATTACHES, interval=get_settings().poll_interval, when=_active, id="attach")
@@ -110,6 +101,8 @@ def reconcile(
     parsed = DBAttachSpec.model_validate(dict(spec))
     generation = meta.get("generation")
     token = annotations.get(RETRY_ANNOTATION, "")
+    # What status knows, for the failure paths: _resolve itself may fail before it finds the cluster.
+    cluster_id, region = status.get("dbClusterIdentifier"), status.get("region")
     try:
         cluster_id, region = _resolve(parsed, status, namespace or "")
         seen = _seen(parsed, cluster_id, region, uid)
@@ -128,30 +121,12 @@ def reconcile(
         _write(body, status, patch, generation, "Failed", "False", err.reason, err.message, {"retryToken": token})
         return
     except rds.AWSError as failure:
-        if failure.transient:
-            _write(
-                body,
-                status,
-                patch,
-                generation,
-                status.get("phase") or "Pending",
-                "Unknown",
-                failure.code,
-                f"retrying: {failure}",
-                {},
-            )
+        if failure.transient:  # the next timer run is the retry
+            phase, ready, message, fields = status.get("phase") or "Pending", "Unknown", f"retrying: {failure}", {}
         else:
-            _write(
-                body,
-                status,
-                patch,
-                generation,
-                "Failed",
-                "False",
-                failure.code,
-                str(failure),
-                {"retryToken": token, "dbClusterIdentifier": cluster_id, "region": region},
-            )
+            fields = {"retryToken": token, "dbClusterIdentifier": cluster_id, "region": region}
+            phase, ready, message = "Failed", "False", str(failure)
+        _write(body, status, patch, generation, phase, ready, failure.code, message, fields)
         return
     fields = {**decision.fields, "dbClusterIdentifier": cluster_id, "region": region, "retryToken": None}
     _write(body, status, patch, generation, decision.phase, decision.ready, decision.reason, decision.message, fields)
@@ -176,6 +151,8 @@ def _write(
     patch.status.update(ready_patch(dict(status), generation, phase, ready, reason, message, **fields))
     if previous != phase or phase == "Failed":
         action = {"Available": "available", "Failed": "failed", "Pending": "waiting"}.get(phase, "attaching")
+        new = {**status, **fields}
+        outcome = timing(new) | report.where(new) if phase in ("Available", "Failed") else {}
         report.post(
             body,
             action,
@@ -183,7 +160,7 @@ def _write(
             message,
             warning=phase == "Failed" or ready == "Unknown",
             target=fields.get("dbClusterIdentifier"),
-            **(timing({**status, **fields}) if phase in ("Available", "Failed") else {}),
+            **outcome,
         )
 
 

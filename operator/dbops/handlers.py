@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import datetime
 from typing import Any
 
 import kopf
 
 from dbops import audit, k8s, metrics, notify, rds, report, restore, settings
 from dbops.models import GROUP, VERSION, DBRestoreSpec
-from dbops.status import now, ready_patch, set_condition, timestamp, timing, unchanged
+from dbops.status import condition, now, parse_timestamp, ready_patch, set_condition, timestamp, timing, unchanged
 
 RESTORES = (GROUP, VERSION, "dbrestores")
 STARTED_PHASES = ("Restoring", "Available", "Deleting", "Expired")
@@ -55,20 +54,8 @@ def _spec(spec: Any) -> DBRestoreSpec:
 
 @kopf.on.create(*RESTORES, id="accept")
 def accept(body: kopf.Body, status: kopf.Status, meta: kopf.Meta, patch: kopf.Patch, **_: Any) -> None:
-    if status.get("phase"):
-        return
-    patch.status.update(
-        ready_patch(
-            dict(status),
-            meta.get("generation"),
-            "Pending",
-            "Unknown",
-            "Accepted",
-            "restore requested; resolving the source",
-            startTime=timestamp(),
-        )
-    )
-    report.post(body, "requested", "Accepted", f"restore of {body['spec']['target']['identifier']} requested")
+    target = body["spec"]["target"]["identifier"]
+    report.accept(body, status, meta, patch, f"restore of {target} requested; resolving the source")
 
 
 @kopf.on.create(*RESTORES, id="start")
@@ -194,15 +181,7 @@ def _aws_failure(
             f"retrying in {delay:.0f}s: {failure}",
         )
     )
-    report.post(
-        body,
-        "retrying",
-        failure.code,
-        f"retrying in {delay:.0f}s: {failure}",
-        warning=True,
-        aws_request_id=failure.request_id,
-        operation=failure.operation,
-    )
+    report.aws_failure(body, "retrying", failure, f"retrying in {delay:.0f}s: {failure}")
     raise kopf.TemporaryError(str(failure), delay=delay)
 
 
@@ -235,15 +214,7 @@ def poll(
         seen = cache.get(region, kind, target)
         members = {i: cache.get(region, "instance", i) for i in instances}
     except rds.AWSError as failure:
-        report.post(
-            body,
-            "poll-error",
-            failure.code,
-            f"polling RDS: {failure}",
-            warning=True,
-            aws_request_id=failure.request_id,
-            operation=failure.operation,
-        )
+        report.aws_failure(body, "poll-error", failure, f"polling RDS: {failure}")
         return
     if not seen.seen or not all(m.seen for m in members.values()):
         return
@@ -275,19 +246,16 @@ def _apply_progress(
     )
     if phase_changed:
         action = {"Available": "available", "Failed": "failed"}.get(prog.phase, "progress")
-        report.post(body, action, prog.reason, prog.message, warning=prog.phase == "Failed", **timing(dict(status)))
+        details = {**timing(dict(status)), **report.where({**status, **fields})}
+        report.post(body, action, prog.reason, prog.message, warning=prog.phase == "Failed", **details)
 
 
 def expired(expires_at: str | None) -> bool:
-    return (
-        bool(expires_at)
-        and datetime.strptime(str(expires_at), "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=now().tzinfo) <= now()
-    )
+    return bool(expires_at) and parse_timestamp(str(expires_at)) <= now()
 
 
 def _password_set(status: kopf.Status) -> bool:
-    cond = next((c for c in status.get("conditions", []) if c.get("type") == "MasterPasswordSet"), None)
-    return bool(cond and cond.get("status") == "True")
+    return (condition(status.get("conditions"), "MasterPasswordSet") or {}).get("status") == "True"
 
 
 def _set_password(
@@ -359,13 +327,8 @@ def _expire(
             )
         )
         report.post(body, "expired", "Expired", step.message)
-    elif status.get("phase") != "Deleting" or _ready_message(status) != step.message:
+    elif not unchanged(dict(status), "Deleting", step.message, {}):
         patch.status.update(ready_patch(dict(status), generation, "Deleting", "False", "Expiring", step.message))
-
-
-def _ready_message(status: kopf.Status) -> str | None:
-    cond = next((c for c in status.get("conditions", []) if c.get("type") == "Ready"), None)
-    return cond.get("message") if cond else None
 
 
 def _remove_step(body: kopf.Body, spec: kopf.Spec, status: kopf.Status, uid: str) -> restore.Removal | None:
@@ -386,9 +349,7 @@ def _remove_step(body: kopf.Body, spec: kopf.Spec, status: kopf.Status, uid: str
         report.post(body, "delete-failed", err.reason, err.message, warning=True)
         return None
     except rds.AWSError as failure:
-        report.post(
-            body, "delete-failed", failure.code, f"deleting: {failure}", warning=True, aws_request_id=failure.request_id
-        )
+        report.aws_failure(body, "delete-failed", failure, f"deleting: {failure}")
         return None
     return step
 

@@ -20,11 +20,9 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-import kubernetes
 import requests
 
 from dbops import k8s, metrics, rds, report, settings
-from dbops.models import GROUP, VERSION
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +31,6 @@ EMAIL_ANNOTATION = "dbops.dev/notify-email"
 SLACK_SECRET_KEY = "webhook-url"  # noqa: S105 - the name of a key, not a value
 OFF = frozenset({"off", "false", "no", "none", "disabled"})
 OUTCOMES = {"available": "completed", "failed": "FAILED"}
-PLURALS = {"DBRestore": "dbrestores", "DBAttach": "dbattaches"}
 
 
 @dataclass(frozen=True)
@@ -42,9 +39,10 @@ class Message:
     text: str
 
 
-def describe(record: report.Record, status: dict[str, Any] | None) -> Message:
-    """What, where, endpoint, how long, and who asked: one subject line and a short body."""
-    st = status or {}
+def describe(record: report.Record, place: dict[str, Any] | None) -> Message:
+    """What, where, endpoint, how long, and who asked: one subject line and a short body. `place` holds
+    region, endpoint and port (report.where, in the details of the outcome's record)."""
+    st = place or {}
     outcome = OUTCOMES.get(record.action, record.action)
     what = f"{record.kind} {record.namespace}/{record.name}"
     subject = f"[dbops] {what} {outcome}"
@@ -136,7 +134,7 @@ class Notifier:
             return
         if not to.slack_url and not to.emails:
             return
-        message = describe(record, _status(record) if record.action == "available" else None)
+        message = describe(record, record.details)
         if to.slack_url:
             url = to.slack_url
             self._attempt("slack", lambda: send_slack(url, message, self.cfg.notify_timeout))
@@ -171,32 +169,6 @@ def _safe(exc: Exception) -> str:
     if isinstance(exc, requests.RequestException):
         return type(exc).__name__
     return f"{type(exc).__name__}: {exc}"[:300]
-
-
-def _status(record: report.Record, wait: float = 10.0) -> dict[str, Any] | None:
-    """The object's status once the operator's patch for this outcome has landed (the endpoint is set
-    in the same patch that makes it Available), or the last status seen."""
-    plural = PLURALS.get(record.kind)
-    if not plural:
-        return None
-    deadline = time.monotonic() + wait
-    status: dict[str, Any] | None = None
-    while True:
-        try:
-            obj = _read(plural, record.namespace, record.name)
-        except Exception as exc:
-            log.debug("reading %s/%s for a notification: %s", record.namespace, record.name, exc)
-            obj = None
-        status = (obj or {}).get("status") or status
-        if (status or {}).get("phase") == "Available" or time.monotonic() > deadline:
-            return status
-        time.sleep(0.5)
-
-
-def _read(plural: str, namespace: str, name: str) -> dict[str, Any]:
-    api = kubernetes.client.CustomObjectsApi(k8s._client())
-    obj: Any = api.get_namespaced_custom_object(GROUP, VERSION, namespace, plural, name)
-    return dict(obj)
 
 
 _notifier: Notifier | None = None

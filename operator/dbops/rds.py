@@ -15,7 +15,7 @@ from typing import Any, Literal
 import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, ConnectionError, ReadTimeoutError
-from botocore.parsers import ResponseParserError  # not a BotoCoreError
+from botocore.parsers import ResponseParserError
 
 from dbops import settings
 
@@ -99,6 +99,10 @@ class AWSError(Exception):
         return f"{self.code}{where}: {self.message}"
 
 
+# What a boto3 call raises that classify() turns into an AWSError (ResponseParserError is no BotoCoreError).
+AWS_EXCEPTIONS = (ClientError, BotoCoreError, ResponseParserError)
+
+
 def classify(exc: Exception, operation: str = "") -> AWSError:
     if isinstance(exc, AWSError):
         return exc
@@ -129,7 +133,7 @@ def call(region: str, operation: str, **params: Any) -> dict[str, Any]:
     try:
         result: dict[str, Any] = getattr(client(region), operation)(**params)
         return result
-    except (ClientError, BotoCoreError, ResponseParserError) as exc:
+    except AWS_EXCEPTIONS as exc:
         raise classify(exc, operation) from exc
 
 
@@ -173,7 +177,7 @@ def paginate(region: str, operation: str, key: str, **params: Any) -> list[dict[
     try:
         pages = client(region).get_paginator(operation).paginate(**params)
         return [item for page in pages for item in page[key]]
-    except (ClientError, BotoCoreError, ResponseParserError) as exc:
+    except AWS_EXCEPTIONS as exc:
         failure = classify(exc, operation)
         if failure.code in _NOT_FOUND:
             return []

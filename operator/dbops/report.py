@@ -15,10 +15,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from dbops.status import now
+from dbops.status import now, ready_patch, timestamp
 
 if TYPE_CHECKING:  # kopf is imported when a record is posted: the audit CLI's start stays quick
     import kopf
+
+    from dbops.rds import AWSError
 
 log = logging.getLogger(__name__)
 
@@ -83,8 +85,9 @@ def deleted_by(uid: str, requester: Requester) -> None:
 def requester_of(body: kopf.Body, action: str) -> Requester | None:
     meta = body.get("metadata", {})
     if action in DELETE_ACTIONS:
-        with _deleters_lock:
-            deleter = _deleters.get(str(meta.get("uid", "")))
+        uid = str(meta.get("uid", ""))
+        with _deleters_lock:  # "deleted" is the last record of an object: forget its deleter then
+            deleter = _deleters.pop(uid, None) if action == "deleted" else _deleters.get(uid)
         if deleter is not None:
             return deleter
     return Requester.from_annotation((meta.get("annotations") or {}).get(REQUESTED_BY))
@@ -129,3 +132,34 @@ def notify_observers(record: Record) -> None:
             observer(record)
         except Exception:  # an observer's failure must never fail a restore
             log.exception("report observer %r failed", observer)
+
+
+def aws_failure(body: kopf.Body, action: str, failure: AWSError, message: str) -> Record:
+    """A warning about an AWS failure, with the error code as reason and the request id for the audit."""
+    return post(
+        body,
+        action,
+        failure.code,
+        message,
+        warning=True,
+        aws_request_id=failure.request_id,
+        operation=failure.operation,
+    )
+
+
+def accept(body: kopf.Body, status: kopf.Status, meta: kopf.Meta, patch: kopf.Patch, message: str) -> None:
+    """A new object is Pending at once, before any AWS call, so `kubectl get -w` shows it was seen; the
+    start time is what an outcome's duration is measured from."""
+    if status.get("phase"):
+        return
+    ready = ready_patch(
+        dict(status), meta.get("generation"), "Pending", "Unknown", "Accepted", message, startTime=timestamp()
+    )
+    patch.status.update(ready)
+    post(body, "requested", "Accepted", message)
+
+
+def where(status: dict[str, Any]) -> dict[str, Any]:
+    """Region, endpoint and port from the status an outcome writes, for the record's details: the
+    notification of an Available object says where it is without reading the object back."""
+    return {k: status[k] for k in ("region", "endpoint", "port") if status.get(k)}

@@ -113,15 +113,20 @@ class Observed:
     target_instances: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
+def custom_endpoint_cluster(region: str, endpoint_id: str, field: str) -> str:
+    """The cluster a custom endpoint belongs to (its hostname does not name it)."""
+    eps = rds.call(region, "describe_db_cluster_endpoints", DBClusterEndpointIdentifier=endpoint_id)
+    if not eps["DBClusterEndpoints"]:
+        raise SpecError("EndpointNotFound", f"{field}: no cluster has the custom endpoint {endpoint_id}")
+    return str(eps["DBClusterEndpoints"][0]["DBClusterIdentifier"])
+
+
 def observe(spec: DBRestoreSpec, ref: SourceRef) -> Observed:
     """Read what the decision needs from RDS: the source, the snapshot, and the target's name."""
     seen = Observed(ref)
     region, kind = ref.region, ref.kind
     if ref.endpoint and ref.endpoint.custom:
-        eps = rds.call(region, "describe_db_cluster_endpoints", DBClusterEndpointIdentifier=ref.endpoint.identifier)
-        if not eps["DBClusterEndpoints"]:
-            raise SpecError("EndpointNotFound", f"no cluster has the custom endpoint {ref.endpoint.identifier}")
-        seen.source_id = eps["DBClusterEndpoints"][0]["DBClusterIdentifier"]
+        seen.source_id = custom_endpoint_cluster(region, ref.endpoint.identifier, "spec.source")
     else:
         seen.source_id = ref.db_identifier
     if ref.mode == "snapshot":

@@ -15,8 +15,15 @@ def now() -> datetime:
     return datetime.now(UTC).replace(microsecond=0)
 
 
+TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"  # metav1.Time, as status fields carry it
+
+
 def timestamp(moment: datetime | None = None) -> str:
-    return (moment or now()).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return (moment or now()).strftime(TIME_FORMAT)
+
+
+def parse_timestamp(text: str) -> datetime:
+    return datetime.strptime(text, TIME_FORMAT).replace(tzinfo=UTC)
 
 
 def set_condition(
@@ -88,5 +95,4 @@ def timing(status: dict[str, Any]) -> dict[str, Any]:
     started = status.get("startTime")
     if not started:
         return {}
-    begun = datetime.strptime(str(started), "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
-    return {"duration_seconds": (now() - begun).total_seconds()}
+    return {"duration_seconds": (now() - parse_timestamp(str(started))).total_seconds()}
