@@ -7,6 +7,8 @@ deletionPolicy when the object is deleted.
 
 from __future__ import annotations
 
+import logging
+import threading
 from typing import Any
 
 import kopf
@@ -17,6 +19,7 @@ from dbops.models import GROUP, VERSION, DBAttachSpec
 from dbops.settings import get as get_settings
 from dbops.status import ready_patch, timestamp, timing, unchanged
 
+logger = logging.getLogger(__name__)
 ATTACHES = (GROUP, VERSION, "dbattaches")
 RETRY_ANNOTATION = f"{GROUP}/retry"
 
@@ -80,6 +83,48 @@ def _seen(spec: DBAttachSpec, cluster_id: str, region: str, uid: str) -> attach.
     return attach.Seen(cluster.db, {n: o.db for n, o in found.items()}, writer_seen.db if writer_seen else None)
 
 
+# One lock per object, shared by the timer and the deletion handler (kopf may run both at once): a
+# create decided just before the deletion began finishes before the deletion looks at what exists.
+_locks: dict[str, threading.Lock] = {}
+_locks_guard = threading.Lock()
+
+
+def _object_lock(uid: str) -> threading.Lock:
+    with _locks_guard:
+        return _locks.setdefault(uid, threading.Lock())
+
+
+def _decide_fresh(
+    spec: DBAttachSpec,
+    cached: attach.Seen,
+    uid: str,
+    cluster_id: str,
+    region: str,
+    tags: list[dict[str, str]],
+    namespace: str,
+    name: str,
+) -> attach.Decision | None:
+    """The decision, on data fresh enough to act on. The batched cache (up to a poll interval old, and
+    shared by every object) only tells progress: a call to make, or a failure to report, is decided
+    again on a fresh read of the cluster and of every candidate name. None: the object is being
+    deleted (or is gone), and an object being deleted never creates anything."""
+    try:
+        decision = attach.decide(spec, cached, uid, cluster_id, tags)
+    except restore.SpecError:
+        decision = None
+    if decision is not None and decision.call is None:
+        return decision
+    current = k8s.read_object(ATTACHES[2], namespace, name)
+    if current is None or current["metadata"].get("deletionTimestamp") or current["metadata"].get("uid") != uid:
+        return None
+    cluster = rds.describe(region, "cluster", cluster_id)
+    names = attach.candidate_names(spec)
+    writer = attach.writer_id(cluster) if cluster else None
+    found = rds.describe_many(region, "instance", names + ([writer] if writer else []))
+    fresh = attach.Seen(cluster, {n: found.get(n) for n in names}, found.get(writer) if writer else None)
+    return attach.decide(spec, fresh, uid, cluster_id, tags)  # a SpecError here is the caller's failure
+
+
 @kopf.on.create(*ATTACHES, id="accept")
 def accept(body: kopf.Body, status: kopf.Status, meta: kopf.Meta, patch: kopf.Patch, **_: Any) -> None:
     report.accept(body, status, meta, patch, "attach requested; resolving the cluster")
@@ -109,13 +154,19 @@ def reconcile(
         if seen is None:
             return
         tags = rds.ownership_tags(uid, namespace or "", name or "", parsed.tags)
-        decision = attach.decide(parsed, seen, uid, cluster_id, tags)
-        if decision.call:
-            rds.call(region, decision.call.operation, **decision.call.params)
-            cache.forget(region, "instance", [decision.call.params["DBInstanceIdentifier"]])
-            report.post(body, "aws-call", decision.reason, decision.message, target=cluster_id)
+        with _object_lock(uid):
+            decision = _decide_fresh(parsed, seen, uid, cluster_id, region, tags, namespace or "", name or "")
+            if decision is None:
+                return
+            if decision.call:
+                rds.call(region, decision.call.operation, **decision.call.params)
+                cache.forget(region, "instance", [decision.call.params["DBInstanceIdentifier"]])
+                report.post(body, "aws-call", decision.reason, decision.message, target=cluster_id)
     except WaitingError as wait:
         _write(body, status, patch, generation, "Pending", "False", "Waiting", str(wait), {})
+        return
+    except k8s.K8sError as err:  # the look at the object itself failed: the next tick tries again
+        logger.warning("not acting on %s/%s this time: %s", namespace, name, err)
         return
     except restore.SpecError as err:
         _write(body, status, patch, generation, "Failed", "False", err.reason, err.message, {"retryToken": token})
@@ -179,6 +230,15 @@ def detach(
     body: kopf.Body, spec: kopf.Spec, status: kopf.Status, meta: kopf.Meta, uid: str, patch: kopf.Patch, **_: Any
 ) -> None:
     """deletionPolicy Delete removes this object's instances (never the cluster, never the writer)."""
+    with _object_lock(uid):
+        _detach(body, spec, status, meta, uid, patch)
+    with _locks_guard:
+        _locks.pop(uid, None)
+
+
+def _detach(
+    body: kopf.Body, spec: kopf.Spec, status: kopf.Status, meta: kopf.Meta, uid: str, patch: kopf.Patch
+) -> None:
     cache.untrack(uid)
     parsed = DBAttachSpec.model_validate(dict(spec))
     cluster_id, region = str(status.get("dbClusterIdentifier") or ""), str(status.get("region") or "")

@@ -43,14 +43,19 @@ def read_secret(namespace: str, name: str, key: str) -> str:
     return base64.b64decode(data[key]).decode()
 
 
-def read_dbrestore(namespace: str, name: str) -> dict[str, Any] | None:
-    """A DBRestore as the API server has it, or None when there is none of that name."""
+def read_object(plural: str, namespace: str, name: str) -> dict[str, Any] | None:
+    """One of dbops' objects as the API server has it now, or None when there is none of that name."""
     api = kubernetes.client.CustomObjectsApi(_client())
     try:
-        obj = api.get_namespaced_custom_object(GROUP, VERSION, namespace, "dbrestores", name)
+        obj = api.get_namespaced_custom_object(GROUP, VERSION, namespace, plural, name)
     except ApiException as exc:
         if exc.status == 404:
             return None
-        raise K8sError(f"DBRestore {namespace}/{name}: {exc.status} {exc.reason}") from None
+        raise K8sError(f"{plural} {namespace}/{name}: {exc.status} {exc.reason}") from None
     result: dict[str, Any] = dict(obj)  # type: ignore[call-overload]
     return result
+
+
+def read_dbrestore(namespace: str, name: str) -> dict[str, Any] | None:
+    """A DBRestore as the API server has it, or None when there is none of that name."""
+    return read_object("dbrestores", namespace, name)

@@ -236,7 +236,11 @@ class StatusCache:
                 entry.tracked.setdefault(ident, set()).add(owner)
 
     def untrack(self, owner: str) -> None:
-        """Stop polling what `owner` tracked, in every region and kind."""
+        """Stop polling what `owner` tracked, in every region and kind.
+
+        What the last poll saw of an identifier nobody tracks any more is dropped with it: a later
+        object of the same name (a re-created object, a new test) must never see another owner's data.
+        """
         with self._lock:
             entries = list(self._entries.values())
         for entry in entries:
@@ -245,6 +249,8 @@ class StatusCache:
                     entry.tracked[ident].discard(owner)
                     if not entry.tracked[ident]:
                         del entry.tracked[ident]
+                        entry.data.pop(ident, None)
+                        entry.fetched_ids = entry.fetched_ids - {ident}
 
     def forget(self, region: str, kind: Kind, identifiers: Iterable[str]) -> None:
         """Drop what the last poll saw of these identifiers: called right after creating them, so that

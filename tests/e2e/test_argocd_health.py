@@ -171,7 +171,16 @@ def test_live_dbrestore_statuses(
     own_operator.start()
     cluster.apply(dbrestore("orders-copy", own_namespace, {"dbSnapshot": src.snapshot_identifier}, "orders-copy"))
     cluster.apply(dbrestore("no-such-snapshot", own_namespace, {"dbSnapshot": "does-not-exist"}, "nothing-here"))
-    _check_against_testdata("DBRestore", "restoring", wait_phase(cluster, "orders-copy", own_namespace, "Restoring"))
+    # Restoring as a poll reports it (RDS status and endpoint known), not the instant after the restore
+    # call: which of the two a run would see first is a matter of timing.
+    restoring = cluster.wait_for(
+        "dbrestore",
+        "orders-copy",
+        own_namespace,
+        lambda o: (o.get("status") or {}).get("phase") == "Restoring" and bool(o["status"].get("endpoint")),
+        what="Restoring with an endpoint",
+    )
+    _check_against_testdata("DBRestore", "restoring", restoring)
     _check_against_testdata(
         "DBRestore", "available", wait_phase(cluster, "orders-copy", own_namespace, "Available", timeout=90)
     )

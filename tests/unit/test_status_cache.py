@@ -88,3 +88,18 @@ def test_untrack_stops_polling_an_owners_identifiers() -> None:
     cache.untrack("1")
     cache.get("r", "instance", "b")
     assert fetch.calls[-1][2] == frozenset({"b"})
+
+
+def test_what_was_seen_for_an_owner_that_left_is_never_shown_to_the_next() -> None:
+    """A DBAttach deleted and another created with the same instance name (or a fresh test after a
+    reset): the new owner must not see the old owner's instance from a poll made before it came."""
+    fetch = Recorder()
+    fetch.existing = {"crm-ro-1": {"DBInstanceStatus": "available", "TagList": [{"Key": "owner", "Value": "a"}]}}
+    cache = StatusCache(interval=3600, fetch=fetch)
+    cache.track("us-east-1", "instance", ["crm-ro-1"], owner="a")
+    assert cache.get("us-east-1", "instance", "crm-ro-1").db
+    cache.untrack("a")
+    del fetch.existing["crm-ro-1"]  # gone in AWS too
+    cache.track("us-east-1", "instance", ["crm-ro-1"], owner="b")
+    seen = cache.get("us-east-1", "instance", "crm-ro-1")
+    assert not seen.seen and seen.db is None  # not yet polled for b: nothing to decide on
