@@ -22,6 +22,11 @@ def _crds(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     """Run the operator: kopf with dbops' handlers, standalone (one replica, Recreate strategy)."""
+    from dbops import redact
+
+    # First, before any import or setting can log: the redaction sits in the LogRecord factory, so
+    # kopf.configure's handlers below, and any added later, only ever see redacted records.
+    redact.install()
     import kopf
 
     from dbops import attach_handlers, handlers, settings

@@ -30,7 +30,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy.engine import Connection, Engine
 
-from dbops import report
+from dbops import redact, report
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +105,7 @@ def _from_spool(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def engine_for(url: str) -> Engine:
+    redact.register(url)  # its password, whichever way the URL came (settings, `dbops audit --url`)
     if url.startswith("sqlite"):
         return sa.create_engine(url, connect_args={"timeout": 30})
     # pre_ping: after the database restarts, a pooled connection is found dead before it is used.

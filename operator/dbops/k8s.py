@@ -10,6 +10,7 @@ from typing import Any
 import kubernetes
 from kubernetes.client.exceptions import ApiException
 
+from dbops import redact
 from dbops.models import GROUP, VERSION
 
 _api: kubernetes.client.ApiClient | None = None
@@ -29,6 +30,8 @@ def _client() -> kubernetes.client.ApiClient:
             except kubernetes.config.ConfigException:
                 kubernetes.config.load_kube_config()  # type: ignore[no-untyped-call]
             _api = kubernetes.client.ApiClient()
+            for token in (_api.configuration.api_key or {}).values():  # the bearer token, from kubeconfig or the pod
+                redact.register(str(token).removeprefix("Bearer "))
         return _api
 
 
@@ -40,7 +43,9 @@ def read_secret(namespace: str, name: str, key: str) -> str:
     data = secret.data or {}
     if key not in data:
         raise K8sError(f"Secret {namespace}/{name} has no key {key!r}")
-    return base64.b64decode(data[key]).decode()
+    value = base64.b64decode(data[key]).decode()
+    redact.register(value)  # before anyone can log it: from here on it reads *** in every log line
+    return value
 
 
 def read_object(plural: str, namespace: str, name: str) -> dict[str, Any] | None:

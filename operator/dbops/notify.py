@@ -22,7 +22,7 @@ from typing import Any
 
 import requests
 
-from dbops import k8s, metrics, rds, report, settings
+from dbops import k8s, metrics, rds, redact, report, settings
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +87,7 @@ def targets(record: report.Record, cfg: settings.Settings, read_secret: Callable
         slack = None
     elif override:
         slack = read_secret(record.namespace, override, SLACK_SECRET_KEY).strip()
+        redact.register_webhook(slack)  # urllib3 logs the path alone, and the path is the credential
     emails = tuple(e.strip() for e in cfg.notify_email.split(",") if e.strip())
     override = record.annotations.get(EMAIL_ANNOTATION, "").strip()
     if override.lower() in OFF:

@@ -8,6 +8,8 @@ from functools import lru_cache
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from dbops import redact
+
 
 def _default_region() -> str:
     # The AWS SDK's own variables first, so that an operator on EKS needs no extra setting.
@@ -61,4 +63,11 @@ class Settings(BaseSettings):
 
 @lru_cache(maxsize=1)
 def get() -> Settings:
-    return Settings()
+    cfg = Settings()
+    # SecretStr keeps them out of reprs; the redactor keeps them out of log lines (botocore, urllib3, ...).
+    for name in Settings.model_fields:
+        if isinstance(value := getattr(cfg, name), SecretStr):
+            redact.register(value.get_secret_value())
+    if cfg.slack_webhook_url:
+        redact.register_webhook(cfg.slack_webhook_url.get_secret_value())
+    return cfg

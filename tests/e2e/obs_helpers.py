@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import subprocess
 import sys
@@ -55,6 +56,15 @@ def eventually(check: Callable[[], Any], timeout: float = 30, what: str = "condi
             return last
         time.sleep(0.3)
     raise AssertionError(f"{what} not reached in {timeout}s; last: {last!r}")
+
+
+def secret(name: str, namespace: str, **data: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name, "namespace": namespace},
+        "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()},
+    }
 
 
 class SlackServer:

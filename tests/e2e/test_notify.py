@@ -4,11 +4,10 @@ Slack is retried, counted, and never holds up the restore."""
 
 from __future__ import annotations
 
-import base64
 import time
 from typing import Any
 
-from tests.e2e.obs_helpers import SlackServer, eventually, grant, scrape, value
+from tests.e2e.obs_helpers import SlackServer, eventually, grant, scrape, secret, value
 from tests.e2e.restore_helpers import dbrestore, wait_phase
 from tests.support.fakeaws_fixture import FakeAWS, seed_instance
 from tests.support.kube import Cluster
@@ -30,15 +29,6 @@ def mail_to(fake: FakeAWS, address: str, namespace: str) -> list[dict[str, Any]]
         for m in ses_messages(fake)
         if address in m["destinations"].get("ToAddresses", []) and f" {namespace}/" in m["subject"]
     ]
-
-
-def secret(name: str, namespace: str, **data: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": {"name": name, "namespace": namespace},
-        "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()},
-    }
 
 
 def test_slack_and_email_on_available_and_failed_with_overrides(

@@ -28,7 +28,8 @@ class Operator:
         self.liveness_port = 0
         self.metrics_port = 0
 
-    def start(self, **extra_env: str) -> Operator:
+    def start(self, *args: str, **extra_env: str) -> Operator:
+        """`python -m dbops run ARGS` (e.g. -v) with the test's environment and `extra_env`; returns once live."""
         self.liveness_port, self.metrics_port = free_port(), free_port()
         env = {
             **os.environ,
@@ -42,7 +43,7 @@ class Operator:
             "PYTHONUNBUFFERED": "1",
         }
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "dbops", "run"],
+            [sys.executable, "-m", "dbops", "run", *args],
             cwd=ROOT,
             env=env,
             stdout=self.log.open("ab"),
