@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import logging
 import pathlib
 import sys
 
@@ -21,20 +22,25 @@ def _crds(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    """Run the operator: kopf with dbops' handlers, standalone (one replica, Recreate strategy)."""
+    """Run the operator. /healthz answers first (standard library only, before the heavy imports), then
+    kopf watches the objects and the reconcile core (dbops.app) does the work."""
     from dbops import redact
 
     # First, before any import or setting can log: the redaction sits in the LogRecord factory, so
     # kopf.configure's handlers below, and any added later, only ever see redacted records.
     redact.install()
-    import kopf
-
-    from dbops import attach_handlers, handlers, settings
+    from dbops import settings
+    from dbops.core.health import Health
 
     cfg = settings.get()
-    kopf.configure(verbose=args.verbose, log_format=kopf.LogFormat.FULL)
-    from dbops import audit, metrics
+    health = Health().serve(cfg.liveness_port) if cfg.liveness_port else Health()
+    import kopf
 
+    from dbops import app, metrics
+
+    kopf.configure(verbose=args.verbose, log_format=kopf.LogFormat.FULL)
+    if not args.verbose:  # kopf logs every watch event it hands over ("Handler 'wake...' succeeded")
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     metrics.serve(cfg.metrics_port)
     if cfg.webhook_port:
         from dbops import webhook
@@ -42,13 +48,13 @@ def _run(args: argparse.Namespace) -> int:
         del webhook  # imported for its kopf registrations (admission handlers and server)
     kopf.run(
         registry=kopf.get_default_registry(),
-        standalone=True,
+        memo=kopf.Memo(health=health),
+        standalone=True,  # one active replica is the Lease's job (dbops.core.leader), not kopf peering
         clusterwide=not cfg.namespace,
         namespaces=[ns.strip() for ns in cfg.namespace.split(",") if ns.strip()],
-        liveness_endpoint=f"http://0.0.0.0:{cfg.liveness_port}/healthz" if cfg.liveness_port else None,
     )
-    del handlers, attach_handlers  # imported for their kopf registrations
-    audit.shutdown(flush_timeout=5)  # what the database did not take stays in the spool for the next start
+    del app  # imported for its kopf registrations
+    health.stop()
     return 0
 
 

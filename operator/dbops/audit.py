@@ -30,7 +30,8 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy.engine import Connection, Engine
 
-from dbops import redact, report
+from dbops import redact
+from dbops.core import report
 
 log = logging.getLogger(__name__)
 
@@ -366,22 +367,3 @@ def connect(url: str, *, migrate_schema: bool = True) -> Iterator[Engine]:
         yield engine
     finally:
         engine.dispose()
-
-
-# --- the process' trail ---------------------------------------------------------------------------
-
-_trail: AuditTrail | None = None
-
-
-def install(url: str, spool_dir: str, retry_interval: float) -> AuditTrail:
-    """Start the trail and subscribe it to report records (once per process)."""
-    global _trail  # noqa: PLW0603 - one audit trail per process
-    if _trail is None:
-        _trail = AuditTrail(url, spool_dir, retry_interval).start()
-        report.observers.append(_trail)
-    return _trail
-
-
-def shutdown(flush_timeout: float = 5.0) -> None:
-    if _trail is not None:
-        _trail.stop(flush_timeout)

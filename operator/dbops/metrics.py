@@ -6,23 +6,18 @@ error code), AWS operation and error code, notification channel. Never a namespa
 
 from __future__ import annotations
 
-import dataclasses
-import functools
-import inspect
 import platform
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterator
 from importlib import metadata
-from typing import Any
 
-import kopf
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, Info, start_http_server
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from dbops import rds, report
+from dbops.core import report
+from dbops.core.aws import THROTTLING_CODES, Aws
 
 # From seconds (tests, small instances) to hours (large Aurora clusters).
 DURATION_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 900, 1200, 1800, 2700, 3600, 5400, 7200, 10800, 14400, 21600)
@@ -31,16 +26,11 @@ RECONCILE_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 # Actions that begin, continue and end a restore or attach (report.Record.action).
 STARTING = frozenset({"requested"})
 KINDS = ("DBRestore", "DBAttach")
-REQUESTING_KINDS = frozenset({"DBRestore"})  # kinds whose handlers post "requested"
-# DBAttach posts no "requested": its first step in flight (aws-call, waiting, attaching) starts it.
 ONGOING = frozenset(
     {"requested", "aws-call", "restore-started", "attach-started", "attaching", "waiting", "progress", "retrying"}
 )
 FINAL = {"available": "available", "failed": "failed"}
 GONE = frozenset({"deleted", "expired"})
-THROTTLING_CODES = frozenset(
-    {"Throttling", "ThrottlingException", "RequestLimitExceeded", "TooManyRequestsException", "RequestThrottled"}
-)
 
 
 def _version() -> str:
@@ -99,8 +89,8 @@ class Metrics:
         )
         self.reconcile = Histogram(
             "dbops_reconcile_duration_seconds",
-            "Seconds spent in one handler run, by handler.",
-            ["handler"],
+            "Seconds spent in one reconcile pass, by kind.",
+            ["kind"],
             buckets=RECONCILE_BUCKETS,
             registry=registry,
         )
@@ -149,8 +139,8 @@ class Metrics:
         if record.action in ONGOING:
             # Started: "requested" (a DBRestore, also on a retry), or the first step in flight of a kind
             # that posts no "requested" (a DBAttach: its first aws-call, waiting or attaching).
-            fresh = self._flight(kind, record.uid, record.time.timestamp()) is None
-            if record.action in STARTING or (fresh and kind not in REQUESTING_KINDS):
+            self._flight(kind, record.uid, record.time.timestamp())
+            if record.action in STARTING:
                 self.started.labels(kind).inc()
         elif record.action in FINAL:
             outcome = FINAL[record.action]
@@ -190,13 +180,8 @@ class Metrics:
             if code in THROTTLING_CODES:
                 self.aws_throttled.labels(operation).inc()
 
-    @contextmanager
-    def timed(self, handler: str) -> Iterator[None]:
-        begun = time.monotonic()
-        try:
-            yield
-        finally:
-            self.reconcile.labels(handler).observe(time.monotonic() - begun)
+    def observe_pass(self, kind: str, seconds: float) -> None:
+        self.reconcile.labels(kind).observe(seconds)
 
 
 class _OldestInFlight(Collector):
@@ -223,55 +208,13 @@ class _OldestInFlight(Collector):
         )
 
 
-_metrics: Metrics | None = None
-_lock = threading.Lock()
-
-
-def get() -> Metrics:
-    """The process' metrics (made on first use, in the default registry)."""
-    global _metrics  # noqa: PLW0603 - one set of metrics per process
-    with _lock:
-        if _metrics is None:
-            _metrics = Metrics()
-        return _metrics
-
-
 def serve(port: int, addr: str = "0.0.0.0") -> None:  # noqa: S104 - scraped from outside the pod
     """Start the /metrics HTTP server in a daemon thread (port 0: no server)."""
-    get()
     if port:
         start_http_server(port, addr=addr)
 
 
-def install(registry: kopf.OperatorRegistry | None = None) -> Metrics:
-    """Subscribe to report records and AWS calls, and time every resource handler (idempotent)."""
-    m = get()
-    if m.observe_record not in report.observers:
-        report.observers.append(m.observe_record)
-    if m.observe_aws_call not in rds.call_observers:
-        rds.call_observers.append(m.observe_aws_call)
-    if registry is not None:
-        instrument(registry, m)
-    return m
-
-
-def instrument(registry: kopf.OperatorRegistry, m: Metrics) -> None:
-    """Wrap each change and timer handler so that its runs are timed (dbops_reconcile_duration_seconds).
-
-    kopf has no hook for a handler's duration; its handlers are frozen records, so each is replaced by
-    a copy whose function is timed. Sync stays sync (kopf runs those in its thread pool)."""
-    for sub in (registry._changing, registry._spawning):
-        for index, handler in enumerate(list(sub._handlers)):
-            if getattr(handler.fn, "_dbops_timed", False) or inspect.iscoroutinefunction(handler.fn):
-                continue
-            sub._handlers[index] = dataclasses.replace(handler, fn=_timed_fn(handler.fn, str(handler.id), m))  # type: ignore[call-overload]
-
-
-def _timed_fn(fn: Callable[..., Any], name: str, m: Metrics) -> Callable[..., Any]:
-    @functools.wraps(fn)
-    def timed(*args: Any, **kwargs: Any) -> Any:
-        with m.timed(name):
-            return fn(*args, **kwargs)
-
-    timed._dbops_timed = True  # type: ignore[attr-defined]
-    return timed
+def subscribe(m: Metrics, reporter: report.Reporter, aws: Aws) -> None:
+    """Feed the metrics from every record and every AWS call attempt."""
+    reporter.observers.append(m.observe_record)
+    aws.observers.append(m.observe_aws_call)

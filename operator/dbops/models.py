@@ -229,13 +229,19 @@ CONDITIONS_EXTRA: dict[str, Any] = {
     "x-kubernetes-list-map-keys": ["type"],
 }
 
-Phase = Literal["Pending", "Restoring", "Available", "Failed", "Deleting", "Expired"]
+Phase = Literal["Pending", "Restoring", "Available", "Degraded", "Failed", "Deleting", "Expired"]
 
 
 class DBRestoreStatus(Model):
-    """What the operator observed. Written only by the operator (status subresource)."""
+    """What the operator observed, written by it each pass (status subresource) from the spec and from
+    what AWS reports of the databases carrying this object's UID tag. Nothing here steers the operator:
+    a value written by someone else is overwritten by the next pass."""
 
-    phase: Phase | None = None
+    phase: Phase | None = Field(
+        None,
+        description="Pending, Restoring, Available, Degraded (available but not usable as asked, e.g. the "
+        "password Secret cannot be read), Failed, Deleting, or Expired (removed by the ttl).",
+    )
     conditions: list[Condition] | None = Field(None, json_schema_extra=CONDITIONS_EXTRA)
     observed_generation: int | None = None
     source: str | None = Field(None, description="The resolved source, e.g. snapshot:orders-2026-11-20.")
@@ -252,10 +258,15 @@ class DBRestoreStatus(Model):
     engine_version: str | None = None
     rds_status: str | None = Field(None, description="The raw RDS status.")
     restore_time: datetime | None = None
-    start_time: datetime | None = None
-    completion_time: datetime | None = None
-    expires_at: datetime | None = None
-    retry_count: int | None = None
+    start_time: datetime | None = Field(None, description="When dbops first saw the request.")
+    restore_call_time: datetime | None = Field(
+        None, description="When dbops made the restore call (or found its own database after a restart)."
+    )
+    completion_time: datetime | None = Field(None, description="When the database first became available.")
+    expires_at: datetime | None = Field(
+        None, description="When the ttl removes the database: its creation time in RDS plus spec.ttl."
+    )
+    retry_token: str | None = Field(None, description="The dbops.dev/retry annotation value of the last failure.")
 
 
 class ClusterRef(Model):
@@ -362,8 +373,8 @@ class DBAttachStatus(Model):
     endpoint: str | None = Field(None, description="The cluster's reader endpoint.")
     ready: str | None = Field(None, description="Ready instances / desired, e.g. 2/3.")
     instances: list[AttachedInstance] | None = Field(None, max_length=64)
-    start_time: str | None = Field(None, description="When the current round of work (attach or scale) started.")
-    completion_time: str | None = Field(None, description="When that round ended with all instances available.")
+    start_time: datetime | None = Field(None, description="When the current round of work (attach or scale) started.")
+    completion_time: datetime | None = Field(None, description="When that round ended with all instances available.")
     retry_token: str | None = Field(None, description="The dbops.dev/retry annotation value of the last failure.")
 
 

@@ -22,7 +22,9 @@ from typing import Any
 
 import requests
 
-from dbops import k8s, metrics, rds, redact, report, settings
+from dbops import metrics, redact, settings
+from dbops.core import report
+from dbops.core.aws import Aws
 
 log = logging.getLogger(__name__)
 
@@ -102,8 +104,8 @@ def send_slack(url: str, message: Message, timeout: float) -> None:
     response.raise_for_status()
 
 
-def send_email(region: str, sender: str, recipients: tuple[str, ...], message: Message) -> None:
-    rds.client(region, "ses").send_email(
+def send_email(aws: Aws, region: str, sender: str, recipients: tuple[str, ...], message: Message) -> None:
+    aws.client(region, "ses").send_email(
         Source=sender,
         Destination={"ToAddresses": list(recipients)},
         Message={"Subject": {"Data": message.subject}, "Body": {"Text": {"Data": message.text}}},
@@ -113,9 +115,19 @@ def send_email(region: str, sender: str, recipients: tuple[str, ...], message: M
 class Notifier:
     """The report observer: hands final outcomes to a thread pool and returns at once."""
 
-    def __init__(self, cfg: settings.Settings, m: metrics.Metrics, workers: int = 2, backoff: float = 1.0) -> None:
+    def __init__(
+        self,
+        cfg: settings.Settings,
+        m: metrics.Metrics,
+        read_secret: Callable[[str, str, str], str],
+        aws: Aws,
+        workers: int = 2,
+        backoff: float = 1.0,
+    ) -> None:
         self.cfg = cfg
         self.metrics = m
+        self.read_secret = read_secret
+        self.aws = aws
         self.backoff = backoff
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="dbops-notify")
 
@@ -128,7 +140,7 @@ class Notifier:
 
     def _notify(self, record: report.Record) -> None:
         try:
-            to = targets(record, self.cfg, k8s.read_secret)
+            to = targets(record, self.cfg, self.read_secret)
         except Exception as exc:  # e.g. the Secret named by the annotation is missing
             log.warning("notification for %s/%s not sent: %s", record.namespace, record.name, exc)
             self.metrics.notifications.labels("slack", "failed").inc()
@@ -142,7 +154,7 @@ class Notifier:
         if to.emails and self.cfg.ses_sender:
             region = self.cfg.ses_region or self.cfg.region
             sender = self.cfg.ses_sender
-            self._attempt("email", lambda: send_email(region, sender, to.emails, message))
+            self._attempt("email", lambda: send_email(self.aws, region, sender, to.emails, message))
 
     def _attempt(self, channel: str, send: Callable[[], None]) -> bool:
         for attempt in range(1, self.cfg.notify_attempts + 1):
@@ -170,14 +182,3 @@ def _safe(exc: Exception) -> str:
     if isinstance(exc, requests.RequestException):
         return type(exc).__name__
     return f"{type(exc).__name__}: {exc}"[:300]
-
-
-_notifier: Notifier | None = None
-
-
-def install(cfg: settings.Settings, m: metrics.Metrics) -> Notifier:
-    global _notifier  # noqa: PLW0603 - one notifier per process
-    if _notifier is None:
-        _notifier = Notifier(cfg, m)
-        report.observers.append(_notifier)
-    return _notifier

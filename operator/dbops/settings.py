@@ -23,11 +23,39 @@ class Settings(BaseSettings):
     namespace: str = Field(
         "", description="Namespaces to watch, comma-separated kopf patterns (globs, !exclusions); empty: all."
     )
-    poll_interval: float = Field(30.0, gt=0, description="Seconds between RDS status polls (one call per region).")
+    poll_interval: float = Field(
+        30.0, gt=0, description="Seconds between RDS status polls of objects on their way (one call per region)."
+    )
+    resync_interval: float = Field(
+        600.0,
+        gt=0,
+        description="Seconds between looks at settled objects (Available, Failed): drift such as a database "
+        "deleted outside dbops shows within this time, at one batched call per region for all of them.",
+    )
     aws_max_attempts: int = Field(5, ge=1, description="botocore retry attempts for transient errors.")
-    max_workers: int = Field(16, ge=1, description="Threads for blocking AWS calls.")
+    aws_rate: float = Field(
+        20.0, gt=0, description="AWS calls per second per region, shared by every object (halved on throttling)."
+    )
+    aws_burst: float = Field(40.0, ge=1, description="Calls allowed at once above aws_rate.")
+    aws_timeout: float = Field(20.0, gt=0, description="Seconds to wait for an AWS answer before retrying.")
+    max_workers: int = Field(16, ge=1, description="Reconcile passes run at once (threads for the blocking calls).")
     metrics_port: int = Field(9100, description="Port of the Prometheus /metrics endpoint (0: off).")
-    liveness_port: int = Field(8080, description="Port of the kopf liveness endpoint /healthz.")
+    liveness_port: int = Field(8080, description="Port of /healthz (liveness) and /readyz (readiness).")
+    stall_seconds: float = Field(
+        300.0, gt=0, description="/healthz fails when passes are due and none ran for this long."
+    )
+    leader_election: bool = Field(
+        False, description="Run passes only while holding a Lease (set for more than one replica)."
+    )
+    lease_name: str = Field("dbops-operator", description="Name of the leader-election Lease.")
+    lease_namespace: str = Field(
+        "", description="Namespace of the Lease (default: the pod's own namespace, else default)."
+    )
+    pod_name: str = Field(
+        default_factory=lambda: os.environ.get("POD_NAME") or os.environ.get("HOSTNAME") or "dbops",
+        description="This replica's name (the Lease holder, the events' reporting instance).",
+    )
+    event_component: str = Field("dbops-operator", description="The events' source (kubectl describe's From).")
 
     # Audit trail (operator/dbops/audit.py). The URL may carry a password: SecretStr keeps it out of logs and reprs.
     audit_url: SecretStr = Field(

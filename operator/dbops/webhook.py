@@ -31,7 +31,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from dbops import report, settings
+from dbops import settings
+from dbops.core import report
 from dbops.models import GROUP, VERSION
 
 log = logging.getLogger(__name__)
@@ -81,6 +82,7 @@ def record(
     new: kopf.Body | None,
     userinfo: dict[str, Any],
     dryrun: bool,
+    memo: kopf.Memo,
     **_: Any,
 ) -> None:
     """Never raises an AdmissionError: an observer, not a gate."""
@@ -92,11 +94,12 @@ def record(
         who = _requester(userinfo)
         meta = body.get("metadata", {})
         uid = str(meta.get("uid", ""))
+        reporter: report.Reporter = memo["services"].reporter
         if operation == "DELETE" and uid:
-            report.deleted_by(uid, who)
+            reporter.deleted_by(uid, who)
         spec = body.get("spec", {})
         annotations = meta.get("annotations") or {}
-        report.notify_observers(
+        reporter.notify(
             report.Record(
                 kind=str(body.get("kind", "")),
                 namespace=str(meta.get("namespace", "")),

@@ -111,7 +111,9 @@ def test_records_survive_postgres_going_down_mid_restore(
     available = next(r for r in rows if r["action"] == "available")
     assert available["outcome"] == "succeeded" and available["source"] == f"snapshot:{src.snapshot_identifier}"
     assert available["details"]["duration_seconds"] > 0
-    assert next(r for r in rows if r["action"] == "aws-call")["details"] == {}
+    assert next(r for r in rows if r["action"] == "aws-call")["details"] == {
+        "operation": "restore_db_instance_from_db_snapshot"
+    }
 
     # The read path filters (by target, user, time) and prints a table.
     assert audit_rows(pg_url, "--target", "audit-copy", "--action", "available")[0]["uid"] == uid

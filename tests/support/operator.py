@@ -54,7 +54,7 @@ class Operator:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"operator exited with {self.proc.returncode}:\n{self.tail()}")
             try:
-                if requests.get(f"http://127.0.0.1:{self.liveness_port}/healthz", timeout=1).ok:
+                if requests.get(f"http://127.0.0.1:{self.liveness_port}/readyz", timeout=1).ok:
                     return self
             except requests.RequestException:
                 pass

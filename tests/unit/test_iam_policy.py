@@ -23,7 +23,8 @@ from typing import Any
 import botocore.session
 from botocore import xform_name
 
-from dbops import rds, restore
+from dbops.core import types
+from dbops.restore import removal
 from tests.support.kube import ROOT
 
 OPERATOR = ROOT / "operator" / "dbops"
@@ -194,8 +195,9 @@ def _condition(statement: dict[str, Any], test: str, key: str) -> Any:
 
 
 def test_creates_and_restores_only_with_the_managed_by_tag() -> None:
-    tag = f"aws:RequestTag/{rds.MANAGED_BY_TAG}"
-    (value,) = [t["Value"] for t in rds.ownership_tags("uid", "ns", "name") if t["Key"] == rds.MANAGED_BY_TAG]
+    tag = f"aws:RequestTag/{types.MANAGED_BY_TAG}"
+    tags = types.ownership_tags("uid", "ns", "name", "DBRestore")
+    (value,) = [t["Value"] for t in tags if t["Key"] == types.MANAGED_BY_TAG]
     for s in _statements():
         writes = [a for a in s["Action"] if re.match(r"rds:(Create|Restore|AddTags)", a)]
         if writes:
@@ -203,8 +205,8 @@ def test_creates_and_restores_only_with_the_managed_by_tag() -> None:
 
 
 def test_modifies_and_deletes_only_what_dbops_tagged() -> None:
-    tag = f"aws:ResourceTag/{rds.MANAGED_BY_TAG}"
-    final = restore.final_snapshot_name("orders", "0123456789abcdef")
+    tag = f"aws:ResourceTag/{types.MANAGED_BY_TAG}"
+    final = removal.final_snapshot_name("orders", "0123456789abcdef")
     assert final.startswith("orders-final-")
     for s in _statements():
         if not [a for a in s["Action"] if re.match(r"rds:(Modify|Delete)", a)]:
@@ -213,7 +215,7 @@ def test_modifies_and_deletes_only_what_dbops_tagged() -> None:
             assert all(re.search(r":(db|cluster):\*$", r) for r in s["Resource"]), s["Sid"]
             continue
         # Without the tag condition: only the final snapshot a delete creates (it does not exist yet,
-        # so it has no tags), named as restore.final_snapshot_name names it.
+        # so it has no tags), named as removal.final_snapshot_name names it.
         assert set(s["Action"]) <= {"rds:DeleteDBInstance", "rds:DeleteDBCluster"}, s["Sid"]
         for resource in s["Resource"]:
             kind, pattern = resource.split(":")[-2:]
@@ -233,4 +235,4 @@ def test_describes_are_unconditioned_on_tags_and_everything_is_region_scoped() -
 
 def test_sources_are_found() -> None:
     files = {pathlib.Path(p).name for p in _sources()}
-    assert {"rds.py", "restore.py", "attach.py", "handlers.py", "notify.py"} <= files
+    assert {"aws.py", "controller.py", "plan.py", "observe.py", "notify.py"} <= files

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 import yaml
-from prometheus_client import REGISTRY
+from prometheus_client import CollectorRegistry
 
 from dbops import metrics
 from tests.support.kube import ROOT
@@ -47,9 +47,14 @@ SUFFIXES = {
 
 
 @pytest.fixture(scope="module")
-def families() -> list[Any]:
-    metrics.install()
-    return list(REGISTRY.collect())
+def operator_metrics() -> metrics.Metrics:
+    """The operator's metrics, in a registry of their own (the operator uses the default one)."""
+    return metrics.Metrics(CollectorRegistry())
+
+
+@pytest.fixture(scope="module")
+def families(operator_metrics: metrics.Metrics) -> list[Any]:
+    return list(operator_metrics.registry.collect())
 
 
 @pytest.fixture(scope="module")
@@ -277,7 +282,7 @@ def test_promtool_test_rules_has_teeth(promtool: pathlib.Path, tmp_path: pathlib
 # --- the metrics themselves ---------------------------------------------------------------------------
 
 
-def test_metric_naming_conventions(families: list[Any]) -> None:
+def test_metric_naming_conventions(families: list[Any], operator_metrics: metrics.Metrics) -> None:
     mine = [f for f in families if f.name.startswith("dbops_")]
     by_name = {f.name: f for f in mine}
     assert "dbops_build" in by_name and by_name["dbops_build"].type == "info"  # dbops_build_info
@@ -295,20 +300,18 @@ def test_metric_naming_conventions(families: list[Any]) -> None:
             extra = set(sample.labels) - LOW_CARDINALITY_LABELS - {"le"}
             assert not extra, f"{sample.name}: labels {extra} are not known low-cardinality ones"
     # Every counter the operator defines, not only those with samples yet, ends in _total.
-    for counter in (m for m in vars(metrics.get()).values() if type(m).__name__ == "Counter"):
+    for counter in (m for m in vars(operator_metrics).values() if type(m).__name__ == "Counter"):
         assert counter._name.startswith("dbops_")  # prometheus-client adds _total to the samples
         assert set(counter._labelnames) <= LOW_CARDINALITY_LABELS, counter._name
 
 
 def test_in_flight_age_and_attach_starts() -> None:
-    """What the stuck alert and the attach panels read: an attach starts with its first step (it posts no
-    "requested"), is counted once however many steps it takes, and its age is exported while in flight."""
+    """What the stuck alert and the attach panels read: a restore or attach starts with "requested", is
+    counted once however many steps it takes, and its age is exported while in flight."""
     from datetime import timedelta
 
-    from prometheus_client import CollectorRegistry
-
-    from dbops import report
-    from dbops.status import now
+    from dbops.core import report
+    from dbops.core.status import now
 
     m = metrics.Metrics(CollectorRegistry())
 
@@ -320,6 +323,7 @@ def test_in_flight_age_and_attach_starts() -> None:
         return m.registry.get_sample_value(name, labels)
 
     assert sample("dbops_restore_oldest_in_flight_seconds", kind="DBRestore") == 0
+    post("DBAttach", "a1", "requested", minutes_ago=30)
     post("DBAttach", "a1", "aws-call", minutes_ago=30)
     post("DBAttach", "a1", "attaching", minutes_ago=20)
     post("DBRestore", "r1", "requested", minutes_ago=5)

@@ -6,7 +6,7 @@ import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError, ParamValidationError
 from botocore.parsers import ResponseParserError
 
-from dbops import rds
+from dbops.core import aws as rds
 
 
 def client_error(code: str, status: int) -> ClientError:

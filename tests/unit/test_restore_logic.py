@@ -7,8 +7,12 @@ from typing import Any
 
 import pytest
 
-from dbops import rds, restore
+from dbops.core import types
+from dbops.core.types import Call, SpecError
 from dbops.models import DBRestoreSpec
+from dbops.restore import plan as restore_plan
+from dbops.restore import progress, removal, source
+from dbops.restore.plan import Existing, Plan, Source
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 UID = "uid-1"
@@ -47,23 +51,25 @@ SNAPSHOT = {
 }
 
 
-def observed(s: DBRestoreSpec, **over: Any) -> restore.Observed:
-    seen = restore.Observed(
-        restore.source_ref(s, "us-east-1"), source_id="orders", source_db=SOURCE_DB, snapshot=SNAPSHOT
-    )
+def observed(s: DBRestoreSpec, **over: Any) -> Source:
+    seen = Source(source.source_ref(s, "us-east-1"), source_id="orders", source_db=SOURCE_DB, snapshot=SNAPSHOT)
     for k, v in over.items():
         setattr(seen, k, v)
     return seen
 
 
-def only_call(p: restore.Plan) -> restore.Call:
+def plan(s: DBRestoreSpec, seen: Source, existing: Existing | None = None) -> Plan:
+    return restore_plan.plan(s, seen, existing or Existing(), source.requested_time(s, NOW), (UID, "ns", "r"))
+
+
+def only_call(p: Plan) -> Call:
     assert len(p.calls) == 1
     return p.calls[0]
 
 
 def test_settings_are_copied_from_the_source_when_not_given() -> None:
     s = spec()
-    call = only_call(restore.plan(s, observed(s), UID, "ns", "r", NOW))
+    call = only_call(plan(s, observed(s)))
     assert call.operation == "restore_db_instance_from_db_snapshot"
     p = call.params
     assert p["DBInstanceIdentifier"] == "orders-copy" and p["DBSnapshotIdentifier"] == "orders-snap"
@@ -74,7 +80,7 @@ def test_settings_are_copied_from_the_source_when_not_given() -> None:
     # Never copied: a restored copy stays private and removable unless the spec says otherwise.
     assert p["PubliclyAccessible"] is False and p["DeletionProtection"] is False
     tags = {t["Key"]: t["Value"] for t in p["Tags"]}
-    assert tags[rds.OWNER_TAG] == UID and tags[rds.MANAGED_BY_TAG] == "dbops"
+    assert tags[types.OWNER_TAG] == UID and tags[types.MANAGED_BY_TAG] == "dbops"
 
 
 def test_overrides_win_over_the_source() -> None:
@@ -89,7 +95,7 @@ def test_overrides_win_over_the_source() -> None:
             "tags": {"team": "payments"},
         }
     )
-    p = only_call(restore.plan(s, observed(s), UID, "ns", "r", NOW)).params
+    p = only_call(plan(s, observed(s))).params
     assert p["DBInstanceClass"] == "db.t4g.micro" and p["MultiAZ"] is False and p["Port"] == 6543
     assert p["VpcSecurityGroupIds"] == ["sg-0def5678"] and p["PubliclyAccessible"] is True
     assert {"Key": "team", "Value": "payments"} in p["Tags"]
@@ -97,7 +103,7 @@ def test_overrides_win_over_the_source() -> None:
 
 def test_settings_come_from_the_snapshot_when_the_source_is_gone() -> None:
     s = spec()
-    p = only_call(restore.plan(s, observed(s, source_db=None), UID, "ns", "r", NOW)).params
+    p = only_call(plan(s, observed(s, source_db=None))).params
     assert p["Port"] == 5432 and p["StorageType"] == "gp2"
     assert "DBInstanceClass" not in p and "DBSubnetGroupName" not in p  # RDS defaults apply
 
@@ -105,23 +111,28 @@ def test_settings_come_from_the_snapshot_when_the_source_is_gone() -> None:
 def test_a_target_name_that_is_not_ours_is_a_collision_and_left_alone() -> None:
     s = spec()
     theirs = {"DBInstanceIdentifier": "orders-copy", "TagList": [{"Key": "team", "Value": "x"}]}
-    with pytest.raises(restore.SpecError) as err:
-        restore.plan(s, observed(s, target=theirs), UID, "ns", "r", NOW)
-    assert err.value.reason == "NameCollision" and "spec.target.identifier" in err.value.message
+    err = restore_plan.collision(s, "instance", Existing(target=theirs), UID)
+    assert err is not None and err.reason == "NameCollision" and "spec.target.identifier" in err.message
 
 
 def test_our_own_target_is_adopted_without_a_second_create() -> None:
     s = spec()
-    ours = {"DBInstanceIdentifier": "orders-copy", "TagList": rds.ownership_tags(UID, "ns", "r")}
-    p = restore.plan(s, observed(s, target=ours), UID, "ns", "r", NOW)
-    assert p.adopt and p.calls == []
+    ours = {"DBInstanceIdentifier": "orders-copy", "TagList": types.ownership_tags(UID, "ns", "r", "DBRestore")}
+    assert restore_plan.collision(s, "instance", Existing(target=ours), UID) is None
+    assert plan(s, observed(s), Existing(target=ours)).calls == []
+
+
+def test_the_source_is_tagged_on_what_is_created() -> None:
+    s = spec()
+    tags = {t["Key"]: t["Value"] for t in only_call(plan(s, observed(s))).params["Tags"]}
+    assert tags[types.SOURCE_TAG] == "snapshot:orders-snap" and tags[types.KIND_TAG] == "DBRestore"
 
 
 def test_point_in_time_of_an_instance() -> None:
     when = NOW - timedelta(hours=2)
     s = spec(source={"pointInTime": {"dbInstance": "orders", "restoreTime": when.isoformat()}})
     seen = observed(s, snapshot=None, source_db={**SOURCE_DB, "LatestRestorableTime": NOW - timedelta(minutes=5)})
-    p = restore.plan(s, seen, UID, "ns", "r", NOW)
+    p = plan(s, seen)
     call = only_call(p)
     assert call.operation == "restore_db_instance_to_point_in_time"
     assert call.params["SourceDBInstanceIdentifier"] == "orders"
@@ -131,7 +142,7 @@ def test_point_in_time_of_an_instance() -> None:
 
 def test_latest_restorable_time_is_the_default_point() -> None:
     s = spec(source={"pointInTime": {"dbInstance": "orders"}})
-    call = only_call(restore.plan(s, observed(s, snapshot=None), UID, "ns", "r", NOW))
+    call = only_call(plan(s, observed(s, snapshot=None)))
     assert call.params["UseLatestRestorableTime"] is True and "RestoreTime" not in call.params
 
 
@@ -142,8 +153,8 @@ def test_latest_restorable_time_is_the_default_point() -> None:
 def test_restore_time_outside_the_window_fails(offset: timedelta, reason: str) -> None:
     s = spec(source={"pointInTime": {"dbInstance": "orders", "restoreTime": (NOW + offset).isoformat()}})
     seen = observed(s, snapshot=None, source_db={**SOURCE_DB, "LatestRestorableTime": NOW - timedelta(minutes=5)})
-    with pytest.raises(restore.SpecError) as err:
-        restore.plan(s, seen, UID, "ns", "r", NOW)
+    with pytest.raises(SpecError) as err:
+        plan(s, seen)
     assert err.value.reason == reason and "spec.source.pointInTime.restoreTime" in err.value.message
 
 
@@ -175,14 +186,14 @@ def test_aurora_cluster_gets_its_instances() -> None:
     s = spec(
         source={"dbClusterSnapshot": "aurora-snap"}, target={"identifier": "aurora-copy", "instances": {"count": 2}}
     )
-    seen = restore.Observed(
-        restore.source_ref(s, "us-east-1"),
+    seen = Source(
+        source.source_ref(s, "us-east-1"),
         source_id="orders-aurora",
         source_db=CLUSTER,
         source_writer=WRITER,
         snapshot=CSNAP,
     )
-    p = restore.plan(s, seen, UID, "ns", "r", NOW)
+    p = plan(s, seen)
     ops = [c.operation for c in p.calls]
     assert ops == ["restore_db_cluster_from_snapshot", "create_db_instance", "create_db_instance"]
     cluster = p.calls[0].params
@@ -196,11 +207,29 @@ def test_aurora_cluster_gets_its_instances() -> None:
     assert not {"VpcSecurityGroupIds", "DBSubnetGroupName", "Port", "MultiAZ"} & set(first)
 
 
-def test_instance_only_fields_are_refused_for_aurora() -> None:
-    s = spec(source={"dbClusterSnapshot": "aurora-snap"}, target={"identifier": "aurora-copy", "multiAZ": True})
-    seen = restore.Observed(restore.source_ref(s, "us-east-1"), snapshot=CSNAP, source_writer=WRITER)
-    with pytest.raises(restore.SpecError, match=r"spec\.target\.multiAZ"):
-        restore.plan(s, seen, UID, "ns", "r", NOW)
+@pytest.mark.parametrize("field", [{"multiAZ": True}, {"dbInstanceClass": "db.r6g.large"}, {"optionGroupName": "og"}])
+def test_instance_only_fields_are_refused_for_aurora(field: dict[str, Any]) -> None:
+    s = spec(source={"dbClusterSnapshot": "aurora-snap"}, target={"identifier": "aurora-copy", **field})
+    seen = Source(source.source_ref(s, "us-east-1"), snapshot=CSNAP, source_writer=WRITER)
+    with pytest.raises(SpecError, match=rf"spec\.target\.{next(iter(field))}"):
+        plan(s, seen)
+
+
+def test_the_parameter_group_of_an_aurora_restore_goes_to_its_instances() -> None:
+    s = spec(
+        source={"dbClusterSnapshot": "aurora-snap"},
+        target={"identifier": "aurora-copy", "dbParameterGroupName": "mine", "instances": {"count": 2}},
+    )
+    seen = Source(source.source_ref(s, "us-east-1"), source_db=CLUSTER, source_writer=WRITER, snapshot=CSNAP)
+    p = plan(s, seen)
+    assert [c.params.get("DBParameterGroupName") for c in p.calls[1:]] == ["mine", "mine"]
+    assert "DBParameterGroupName" not in p.calls[0].params  # a cluster has a cluster parameter group
+
+
+def test_cluster_only_fields_are_refused_for_instances() -> None:
+    s = spec(target={"identifier": "orders-copy", "instances": {"count": 2}})
+    with pytest.raises(SpecError, match=r"spec\.target\.instances"):
+        plan(s, observed(s))
 
 
 @pytest.mark.parametrize(
@@ -215,13 +244,22 @@ def test_instance_only_fields_are_refused_for_aurora() -> None:
 def test_endpoint_hostnames_resolve_without_any_connection(
     host: str, ident: str, kind: str, region: str, custom: bool
 ) -> None:
-    assert restore.parse_endpoint(host) == restore.Endpoint(ident, kind, region, custom)  # type: ignore[arg-type]
+    ep = source.parse_endpoint(host)
+    assert (ep.identifier, ep.kind, ep.region, ep.custom) == (ident, kind, region, custom)
+
+
+def test_an_endpoint_of_another_account_is_not_this_accounts_namesake() -> None:
+    given = source.parse_endpoint("orders.abc123.us-east-1.rds.amazonaws.com")
+    assert source.same_account(given, "orders.abc123.us-east-1.rds.amazonaws.com")
+    assert not source.same_account(given, "orders.zzz999.us-east-1.rds.amazonaws.com")
+    cluster = source.parse_endpoint("pay.cluster-ro-abc123.us-east-1.rds.amazonaws.com")
+    assert source.same_account(cluster, "pay.cluster-abc123.us-east-1.rds.amazonaws.com")
 
 
 @pytest.mark.parametrize("host", ["db.example.com", "orders.abc.eu-west-1.rds.amazonaws.com.evil.net", "10.0.0.1"])
 def test_non_rds_hostnames_are_refused(host: str) -> None:
-    with pytest.raises(restore.SpecError):
-        restore.parse_endpoint(host)
+    with pytest.raises(SpecError):
+        source.parse_endpoint(host)
 
 
 def test_latest_snapshot_picks_the_newest_available_of_the_type() -> None:
@@ -239,29 +277,63 @@ def test_latest_snapshot_picks_the_newest_available_of_the_type() -> None:
         snap("manual", "manual", 3),
         snap("creating", "manual", 1, "creating"),
     ]
-    assert restore.latest_snapshot(snaps, "any")["DBSnapshotIdentifier"] == "manual"  # type: ignore[index]
-    assert restore.latest_snapshot(snaps, "automated")["DBSnapshotIdentifier"] == "new-auto"  # type: ignore[index]
-    assert restore.latest_snapshot([snaps[3]], "any") is None
+    assert source.latest_snapshot(snaps, "any")["DBSnapshotIdentifier"] == "manual"  # type: ignore[index]
+    assert source.latest_snapshot(snaps, "automated")["DBSnapshotIdentifier"] == "new-auto"  # type: ignore[index]
+    assert source.latest_snapshot([snaps[3]], "any") is None
 
 
 def test_progress_follows_rds_status() -> None:
     db = {"DBInstanceStatus": "backing-up", "Endpoint": {"Address": "h", "Port": 5432}, "Engine": "postgres"}
-    p = restore.progress("instance", "x", db, {})
+    p = progress.progress("instance", "x", db, {})
     assert (p.phase, p.ready, p.fields["rdsStatus"]) == ("Restoring", "False", "backing-up")
-    p = restore.progress("instance", "x", {**db, "DBInstanceStatus": "available"}, {})
+    p = progress.progress("instance", "x", {**db, "DBInstanceStatus": "available"}, {})
     assert (p.phase, p.ready, p.fields["endpoint"]) == ("Available", "True", "h")
-    p = restore.progress("instance", "x", {**db, "DBInstanceStatus": "incompatible-restore"}, {})
+    p = progress.progress("instance", "x", {**db, "DBInstanceStatus": "incompatible-restore"}, {})
     assert (p.phase, p.reason) == ("Failed", "RDSIncompatibleRestore")
-    assert restore.progress("instance", "x", None, {}).reason == "NotFound"
 
 
 def test_cluster_is_available_only_with_all_its_instances() -> None:
     cluster = {**CLUSTER, "Endpoint": "w", "ReaderEndpoint": "r"}
-    p = restore.progress("cluster", "c", cluster, {"c-1": {"DBInstanceStatus": "creating"}})
+    p = progress.progress("cluster", "c", cluster, {"c-1": {"DBInstanceStatus": "creating"}})
     assert p.phase == "Restoring" and "c-1 is creating" in p.message
-    p = restore.progress("cluster", "c", cluster, {"c-1": {"DBInstanceStatus": "available"}})
+    p = progress.progress("cluster", "c", cluster, {"c-1": {"DBInstanceStatus": "available"}})
     assert p.phase == "Available" and p.fields["readerEndpoint"] == "r"
 
 
+def test_the_ttl_counts_from_the_creation_in_rds_and_follows_the_spec() -> None:
+    db = {"InstanceCreateTime": NOW - timedelta(hours=1)}
+    assert progress.expires_at(spec(ttl="3h", deletionPolicy="Delete"), db) == NOW + timedelta(hours=2)
+    assert progress.expires_at(spec(ttl="30m", deletionPolicy="Delete"), db) == NOW - timedelta(minutes=30)
+    assert progress.expires_at(spec(), db) is None
+
+
+def test_removal_touches_only_what_carries_our_tag() -> None:
+    ours = {
+        "DBInstanceIdentifier": "x",
+        "DBInstanceStatus": "available",
+        "TagList": types.ownership_tags(UID, "n", "r", "DBRestore"),
+    }
+    theirs = {"DBInstanceIdentifier": "x", "DBInstanceStatus": "available", "TagList": []}
+    step = removal.removal("instance", "Delete", "x", theirs, {}, UID)
+    assert step.done and step.reason == "LeftAlone" and not step.calls
+    step = removal.removal("instance", "Snapshot", "x", ours, {}, UID)
+    assert [c.params for c in step.calls] == [
+        {"DBInstanceIdentifier": "x", "SkipFinalSnapshot": False, "FinalDBSnapshotIdentifier": f"x-final-{UID[:8]}"}
+    ]
+    step = removal.removal("instance", "Delete", "x", None, {}, UID)
+    assert step.done and step.reason == "NothingToDelete" and "does not exist" not in step.message
+    assert removal.removal("instance", "Retain", "x", ours, {}, UID).reason == "Retained"
+
+
+def test_aurora_instances_go_before_their_cluster() -> None:
+    tag = types.ownership_tags(UID, "n", "r", "DBRestore")
+    cluster = {"DBClusterIdentifier": "c", "Status": "available", "TagList": tag}
+    member = {"DBInstanceIdentifier": "c-1", "DBInstanceStatus": "available", "TagList": tag}
+    step = removal.removal("cluster", "Delete", "c", cluster, {"c-1": member, "c-2": None}, UID)
+    assert [c.operation for c in step.calls] == ["delete_db_instance"] and not step.done
+    step = removal.removal("cluster", "Delete", "c", cluster, {"c-1": None}, UID)
+    assert [c.operation for c in step.calls] == ["delete_db_cluster"]
+
+
 def test_duration_parsing() -> None:
-    assert restore.parse_duration("1d12h30m") == timedelta(days=1, hours=12, minutes=30)
+    assert source.parse_duration("1d12h30m") == timedelta(days=1, hours=12, minutes=30)

@@ -6,7 +6,8 @@ import threading
 from collections.abc import Iterable
 from typing import Any
 
-from dbops.rds import Kind, StatusCache
+from dbops.core.aws import StatusCache
+from dbops.core.types import Kind
 
 
 class Recorder:

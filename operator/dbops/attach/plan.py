@@ -1,8 +1,8 @@
 """DBAttach decisions: which reader instance to create or remove next, and what the status says.
 
-Level-triggered: every poll, `decide` compares the spec with what RDS reports and returns at most
-one call (instances are added and removed one at a time), plus the status to write. Only instances
-tagged with this object's UID are ever touched; the cluster and its writer never are.
+Pure functions. Every pass, `decide` compares the spec with what RDS reports and returns at most one
+call (instances are added and removed one at a time), plus the status to write. Only instances tagged
+with this object's UID are ever touched; the cluster and its writer never are.
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from dbops import rds
+from dbops.core.status import View
+from dbops.core.types import Call, SpecError, owned_by
 from dbops.models import DBAttachSpec
-from dbops.restore import Call, SpecError
 
 MAX_INSTANCES = 15
 
@@ -49,11 +49,7 @@ class Seen:
 @dataclass(frozen=True)
 class Decision:
     call: Call | None
-    phase: str
-    ready: str  # the Ready condition's status
-    reason: str
-    message: str
-    fields: dict[str, Any]
+    view: View
 
 
 def writer_id(cluster: dict[str, Any]) -> str | None:
@@ -70,32 +66,32 @@ def decide(spec: DBAttachSpec, seen: Seen, uid: str, cluster_id: str, tags: list
     if not engine.startswith("aurora"):
         raise SpecError("NotAurora", f"spec.cluster: cluster {cluster_id} runs {engine}, not Aurora")
     desired = desired_names(spec)
-    foreign = [n for n in desired if seen.instances.get(n) is not None and not rds.owned_by(seen.instances[n], uid)]
+    foreign = [n for n in desired if seen.instances.get(n) is not None and not owned_by(seen.instances[n], uid)]
     if foreign:
         raise SpecError(
             "NameCollision",
             f"DB instance {foreign[0]} already exists and was not created by this DBAttach; dbops leaves it alone",
         )
-    ours = {n: db for n, db in seen.instances.items() if db is not None and rds.owned_by(db, uid)}
+    ours = {n: db for n, db in seen.instances.items() if db is not None and owned_by(db, uid)}
     fields = _status_fields(spec, cluster, ours, desired)
     busy = sorted(n for n, db in ours.items() if db.get("DBInstanceStatus") != "available")
     if busy:
         states = ", ".join(f"{n} is {ours[n].get('DBInstanceStatus')}" for n in busy)
-        return Decision(None, "Attaching", "False", "Attaching", states, fields)
+        return Decision(None, View("Attaching", "False", "Attaching", states, fields))
     missing = [n for n in desired if n not in ours]
     if missing:
         call = _create(spec, seen, cluster, cluster_id, missing[0], ours, tags)
-        return Decision(call, "Attaching", "False", "Attaching", f"creating {missing[0]}", fields)
+        return Decision(call, View("Attaching", "False", "Attaching", f"creating {missing[0]}", fields))
     extra = sorted((n for n in ours if n not in desired), key=_index, reverse=True)
     writer = writer_id(cluster)
     removable = [n for n in extra if n != writer]
     if removable:
         call = Call("delete_db_instance", {"DBInstanceIdentifier": removable[0], "SkipFinalSnapshot": True})
-        return Decision(call, "Attaching", "False", "ScalingIn", f"removing {removable[0]}", fields)
+        return Decision(call, View("Attaching", "False", "ScalingIn", f"removing {removable[0]}", fields))
     message = f"{len(desired)}/{len(desired)} instances available in {cluster_id}"
     if extra:
         message += f"; {extra[0]} is the writer now and is kept"
-    return Decision(None, "Available", "True", "Available", message, fields)
+    return Decision(None, View("Available", "True", "Available", message, fields))
 
 
 def _status_fields(
@@ -176,13 +172,19 @@ def _create(
     return Call("create_db_instance", {k: v for k, v in params.items() if v is not None})
 
 
-def removal(spec: DBAttachSpec, seen: Seen, uid: str) -> tuple[list[Call], bool, str]:
-    """deletionPolicy Delete: remove our instances (never the writer). Returns calls, done, message."""
-    writer = writer_id(seen.cluster) if seen.cluster else None
-    ours = {n: db for n, db in seen.instances.items() if db is not None and rds.owned_by(db, uid) and n != writer}
+def removal(
+    spec: DBAttachSpec, instances: dict[str, dict[str, Any] | None], writers: set[str], uid: str
+) -> tuple[list[Call], bool, str]:
+    """deletionPolicy Delete: remove this object's instances, never a cluster's writer (a failover may
+    have made one of ours the writer). Returns the calls, whether nothing is left, and what to say."""
+    if spec.deletion_policy == "Retain":
+        return [], True, "instances left in place (deletionPolicy Retain)"
+    ours = {n: db for n, db in instances.items() if db is not None and owned_by(db, uid)}
+    kept = sorted(n for n in ours if n in writers)
+    ours = {n: db for n, db in ours.items() if n not in writers}
     if not ours:
-        kept = f"; {writer} is the writer and is kept" if writer and seen.instances.get(writer) else ""
-        return [], True, "instances deleted" + kept
+        note = f"; {kept[0]} is a cluster writer now and is kept" if kept else ""
+        return [], True, ("instances deleted" if not kept else "nothing else to delete") + note
     calls = [
         Call("delete_db_instance", {"DBInstanceIdentifier": n, "SkipFinalSnapshot": True})
         for n, db in sorted(ours.items())

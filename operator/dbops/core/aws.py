@@ -1,0 +1,399 @@
+"""Everything that talks to AWS: clients, pacing, error classification, tags, and the batched cache.
+
+The operator reaches AWS only through boto3's standard configuration (credentials chain, region,
+AWS_ENDPOINT_URL), so the same code runs against AWS and against a local stand-in. One `Aws` object per
+process (made at startup, kept in kopf's memo) holds the clients, the pacing buckets and the cache.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError, ConnectionError, ReadTimeoutError
+from botocore.parsers import ResponseParserError
+
+from dbops.core.types import Kind
+
+Client = Any  # boto3's clients are generated at run time
+
+THROTTLING_CODES = frozenset(
+    {"Throttling", "ThrottlingException", "RequestLimitExceeded", "TooManyRequestsException", "RequestThrottled"}
+)
+# Error codes worth a retry: throttling, AWS-side faults, and "not yet" states that pass by themselves.
+TRANSIENT_CODES = THROTTLING_CODES | {
+    "InternalFailure",
+    "InternalError",
+    "ServiceUnavailable",
+    "ServiceUnavailableException",
+    "InvalidDBInstanceState",
+    "InvalidDBInstanceStateFault",
+    "InvalidDBClusterStateFault",
+    "InvalidDBSnapshotState",
+    "InvalidDBClusterSnapshotStateFault",
+    "RequestTimeout",
+    "RequestExpired",
+    "Paced",
+}
+NOT_FOUND = frozenset(
+    {
+        "DBInstanceNotFound",
+        "DBInstanceNotFoundFault",
+        "DBClusterNotFoundFault",
+        "DBClusterNotFound",
+        "DBSnapshotNotFound",
+        "DBSnapshotNotFoundFault",
+        "DBClusterSnapshotNotFoundFault",
+    }
+)
+
+
+@dataclass
+class AWSError(Exception):
+    """An AWS error in the shape a user can act on: the code, the message, and whether it passes."""
+
+    code: str
+    message: str
+    transient: bool
+    operation: str = ""
+    request_id: str | None = None
+
+    def __str__(self) -> str:
+        where = f" in {self.operation}" if self.operation else ""
+        return f"{self.code}{where}: {self.message}"
+
+
+# What a boto3 call raises that classify() turns into an AWSError (ResponseParserError is no BotoCoreError).
+AWS_EXCEPTIONS = (ClientError, BotoCoreError, ResponseParserError)
+
+
+def classify(exc: Exception, operation: str = "") -> AWSError:
+    if isinstance(exc, AWSError):
+        return exc
+    if isinstance(exc, ClientError):
+        err = exc.response.get("Error", {})
+        meta = exc.response.get("ResponseMetadata", {})
+        code = str(err.get("Code", "Unknown"))
+        status = int(meta.get("HTTPStatusCode", 400))
+        return AWSError(
+            code=code,
+            message=str(err.get("Message", "")),
+            transient=code in TRANSIENT_CODES or status >= 500,
+            operation=operation or exc.operation_name,
+            request_id=meta.get("RequestId"),
+        )
+    if isinstance(exc, ConnectionError | ReadTimeoutError):
+        return AWSError("ConnectionError", str(exc), transient=True, operation=operation)
+    if isinstance(exc, ResponseParserError):
+        # A reply that is not AWS's XML/JSON: an HTML error page from a proxy or an overloaded endpoint.
+        return AWSError("ResponseParserError", str(exc)[:300], transient=True, operation=operation)
+    if isinstance(exc, BotoCoreError):
+        return AWSError(type(exc).__name__, str(exc), transient=False, operation=operation)
+    raise exc
+
+
+# --- pacing ---------------------------------------------------------------------------------------
+
+
+class TokenBucket:
+    """One account's and region's budget of AWS calls, shared by every object.
+
+    Additive increase, multiplicative decrease: a throttled answer halves the rate (down to a floor),
+    each success wins a little back, so that a burst of objects slows down together instead of each
+    retrying on its own."""
+
+    def __init__(self, rate: float, burst: float, floor: float = 0.5) -> None:
+        self.base = rate
+        self.rate = rate
+        self.burst = burst
+        self.floor = min(floor, rate)
+        self.tokens = burst
+        self.stamp = time.monotonic()
+        self.lock = threading.Lock()
+
+    def take(self, max_wait: float) -> float:
+        """Wait for a token; return the seconds waited. Raises AWSError("Paced") past max_wait."""
+        waited = 0.0
+        while True:
+            with self.lock:
+                moment = time.monotonic()
+                self.tokens = min(self.burst, self.tokens + (moment - self.stamp) * self.rate)
+                self.stamp = moment
+                if self.tokens >= 1:
+                    self.tokens -= 1
+                    return waited
+                wait = (1 - self.tokens) / self.rate
+            if waited + wait > max_wait:
+                raise AWSError("Paced", f"AWS call budget of {self.rate:.1f}/s spent; retrying later", True)
+            time.sleep(wait)
+            waited += wait
+
+    def throttled(self) -> None:
+        with self.lock:
+            self.rate = max(self.floor, self.rate / 2)
+
+    def succeeded(self) -> None:
+        with self.lock:
+            self.rate = min(self.base, self.rate + self.base * 0.02)
+
+
+_waited = threading.local()
+
+
+def paced_seconds(reset: bool = False) -> float:
+    """Seconds this thread spent waiting for AWS call budget since the last reset (for a condition)."""
+    value = float(getattr(_waited, "seconds", 0.0))
+    if reset:
+        _waited.seconds = 0.0
+    return value
+
+
+# --- the clients ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AwsConfig:
+    max_attempts: int = 5
+    max_pool: int = 16
+    connect_timeout: float = 5.0
+    read_timeout: float = 30.0
+    rate: float = 20.0
+    burst: float = 40.0
+    max_wait: float = 10.0
+
+
+CallObserver = Callable[[str, str | None], None]
+
+
+class Aws:
+    """Clients per region and service, the pacing buckets, and the observers of every call."""
+
+    def __init__(self, config: AwsConfig) -> None:
+        self.config = config
+        self._clients: dict[tuple[str, str], Client] = {}
+        self._buckets: dict[str, TokenBucket] = {}
+        self._lock = threading.Lock()
+        self.observers: list[CallObserver] = []
+
+    def client(self, region: str, service: str = "rds") -> Client:
+        """One thread-safe boto3 client per region and service, with standard retries and timeouts
+        (an endpoint that hangs shows up as a ConnectionError within seconds, not after a minute)."""
+        key = (service, region)
+        with self._lock:
+            if key not in self._clients:
+                import boto3  # noqa: PLC0415 - boto3 takes most of a second to import: not before the first call
+                from botocore.config import Config  # noqa: PLC0415
+
+                cfg = Config(
+                    region_name=region,
+                    retries={"mode": "standard", "max_attempts": self.config.max_attempts},
+                    user_agent_extra="dbops",
+                    max_pool_connections=max(10, self.config.max_pool),
+                    connect_timeout=self.config.connect_timeout,
+                    read_timeout=self.config.read_timeout,
+                )
+                new = boto3.session.Session().client(service, config=cfg)  # type: ignore[call-overload]
+                # before-send fires before each HTTP attempt (botocore's retries included): every
+                # attempt waits for budget; response-received counts each attempt's outcome.
+                new.meta.events.register("before-send", self._pace)
+                new.meta.events.register("response-received", self._observe)
+                self._clients[key] = new
+            return self._clients[key]
+
+    def bucket(self, region: str) -> TokenBucket:
+        with self._lock:
+            if region not in self._buckets:
+                self._buckets[region] = TokenBucket(self.config.rate, self.config.burst)
+            return self._buckets[region]
+
+    def _pace(self, request: Any = None, **_: Any) -> None:
+        region = _region_of(request)
+        waited = self.bucket(region).take(self.config.max_wait)
+        _waited.seconds = float(getattr(_waited, "seconds", 0.0)) + waited
+
+    def _observe(
+        self,
+        event_name: str,
+        parsed_response: Any = None,
+        exception: Exception | None = None,
+        context: Any = None,
+        **_: Any,
+    ) -> None:
+        operation = event_name.rsplit(".", 1)[-1]
+        code = parsed_response.get("Error", {}).get("Code") if isinstance(parsed_response, dict) else None
+        if exception is not None and not code:
+            code = type(exception).__name__  # no response at all: a connection error or a timeout
+        region = str((context or {}).get("client_region") or "")
+        if region:
+            bucket = self.bucket(region)
+            bucket.throttled() if code in THROTTLING_CODES else bucket.succeeded()
+        for observer in self.observers:
+            observer(operation, code)
+
+    def call(self, region: str, operation: str, **params: Any) -> dict[str, Any]:
+        """Call an operation by its boto3 name; AWS errors come out as AWSError."""
+        try:
+            result: dict[str, Any] = getattr(self.client(region), operation)(**params)
+            return result
+        except AWS_EXCEPTIONS as exc:
+            raise classify(exc, operation) from exc
+
+    def describe(self, region: str, kind: Kind, identifier: str) -> dict[str, Any] | None:
+        """One DB instance or cluster by identifier, or None when it does not exist."""
+        try:
+            if kind == "instance":
+                found = self.call(region, "describe_db_instances", DBInstanceIdentifier=identifier)["DBInstances"]
+            else:
+                found = self.call(region, "describe_db_clusters", DBClusterIdentifier=identifier)["DBClusters"]
+        except AWSError as failure:
+            if failure.code in NOT_FOUND:
+                return None
+            raise
+        return found[0] if found else None
+
+    def paginate(self, region: str, operation: str, key: str, **params: Any) -> list[dict[str, Any]]:
+        try:
+            pages = self.client(region).get_paginator(operation).paginate(**params)
+            return [item for page in pages for item in page[key]]
+        except AWS_EXCEPTIONS as exc:
+            failure = classify(exc, operation)
+            if failure.code in NOT_FOUND:
+                return []
+            raise failure from exc
+
+    def describe_many(self, region: str, kind: Kind, identifiers: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """Many instances or clusters in as few calls as RDS allows (a filter takes up to 100 values)."""
+        ids = sorted(set(identifiers))
+        found: dict[str, dict[str, Any]] = {}
+        op, key, flt, id_key = (
+            ("describe_db_instances", "DBInstances", "db-instance-id", "DBInstanceIdentifier")
+            if kind == "instance"
+            else ("describe_db_clusters", "DBClusters", "db-cluster-id", "DBClusterIdentifier")
+        )
+        for start in range(0, len(ids), 100):
+            chunk = ids[start : start + 100]
+            for item in self.paginate(region, op, key, Filters=[{"Name": flt, "Values": chunk}]):
+                found[item[id_key]] = item
+        return found
+
+
+def _region_of(request: Any) -> str:
+    """The region of a prepared request, from its context (botocore sets client_region)."""
+    context = getattr(request, "context", None) or {}
+    return str(context.get("client_region") or "")
+
+
+# --- the batched cache --------------------------------------------------------------------------------
+
+
+@dataclass
+class _Entry:
+    tracked: dict[str, set[str]] = field(default_factory=dict)  # identifier -> UIDs of objects polling it
+    data: dict[str, dict[str, Any]] = field(default_factory=dict)
+    fetched_at: float = float("-inf")
+    fetched_ids: frozenset[str] = frozenset()
+    caught_up_at: float = float("-inf")
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+@dataclass(frozen=True)
+class Observation:
+    seen: bool  # False: not polled yet
+    db: dict[str, Any] | None  # None when seen: it does not exist
+
+
+Fetch = Callable[[str, Kind, Iterable[str]], dict[str, dict[str, Any]]]
+
+
+class StatusCache:
+    """Batched polling: one Describe call per region and kind per interval covers every tracked DB.
+
+    It only ever tells progress. A decision to create, delete or fail is made on a fresh read (the
+    reconcile core re-observes before it acts), never on what this cache saw up to an interval ago.
+    """
+
+    def __init__(self, interval: float, fetch: Fetch, batch_delay: float = 0.5) -> None:
+        self.interval = interval
+        self.batch_delay = batch_delay
+        self._fetch = fetch
+        self._entries: dict[tuple[str, Kind], _Entry] = {}
+        self._lock = threading.Lock()
+
+    def _entry(self, region: str, kind: Kind) -> _Entry:
+        with self._lock:
+            return self._entries.setdefault((region, kind), _Entry())
+
+    def track(self, region: str, kind: Kind, identifiers: Iterable[str], owner: str) -> None:
+        """Poll these identifiers for `owner` (a UID); idempotent, so that every pass may call it."""
+        entry = self._entry(region, kind)
+        with entry.lock:
+            for ident in identifiers:
+                entry.tracked.setdefault(ident, set()).add(owner)
+
+    def untrack(self, owner: str) -> None:
+        """Stop polling what `owner` tracked, in every region and kind.
+
+        What the last poll saw of an identifier nobody tracks any more is dropped with it: a later
+        object of the same name (a re-created object, a new test) must never see another owner's data.
+        """
+        with self._lock:
+            entries = list(self._entries.values())
+        for entry in entries:
+            with entry.lock:
+                for ident in [i for i, owners in entry.tracked.items() if owner in owners]:
+                    entry.tracked[ident].discard(owner)
+                    if not entry.tracked[ident]:
+                        del entry.tracked[ident]
+                        entry.data.pop(ident, None)
+                        entry.fetched_ids = entry.fetched_ids - {ident}
+
+    def put(self, region: str, kind: Kind, found: dict[str, dict[str, Any] | None]) -> None:
+        """What a fresh read saw: the next cached look starts from it rather than from older data."""
+        entry = self._entry(region, kind)
+        with entry.lock:
+            for ident, db in found.items():
+                if ident not in entry.tracked:
+                    continue
+                if db is None:
+                    entry.data.pop(ident, None)
+                else:
+                    entry.data[ident] = db
+                entry.fetched_ids = entry.fetched_ids | {ident}
+
+    def forget(self, region: str, kind: Kind, identifiers: Iterable[str]) -> None:
+        """Drop what the last poll saw of these identifiers: called right after creating or deleting
+        them, so that a poll made before the call cannot report the old state."""
+        entry = self._entry(region, kind)
+        with entry.lock:
+            entry.fetched_ids = entry.fetched_ids - set(identifiers)
+
+    def get(self, region: str, kind: Kind, identifier: str) -> Observation:
+        """What the last batched poll saw of a tracked DB, refreshing it when it is an interval old.
+
+        An identifier tracked since the last poll is `seen=False` until a catch-up poll of every such
+        identifier (at most one per `batch_delay`): a burst of new objects costs one call, not one each.
+        """
+        entry = self._entry(region, kind)
+        with entry.lock:
+            moment = time.monotonic()
+            if moment - entry.fetched_at >= self.interval * 0.9:
+                ids = frozenset(entry.tracked) | {identifier}
+                entry.data = self._fetch(region, kind, ids)
+                entry.fetched_at = entry.caught_up_at = moment
+                entry.fetched_ids = ids
+            elif identifier not in entry.fetched_ids and moment - entry.caught_up_at >= self.batch_delay:
+                ids = (frozenset(entry.tracked) | {identifier}) - entry.fetched_ids
+                entry.data.update(self._fetch(region, kind, ids))
+                entry.caught_up_at = moment
+                entry.fetched_ids = entry.fetched_ids | ids
+            if identifier not in entry.fetched_ids:
+                return Observation(seen=False, db=None)
+            return Observation(seen=True, db=entry.data.get(identifier))
+
+    def tracked_count(self) -> int:
+        with self._lock:
+            entries = list(self._entries.values())
+        return sum(len(e.tracked) for e in entries)

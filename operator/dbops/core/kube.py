@@ -1,0 +1,158 @@
+"""The Kubernetes API calls of the reconcile core: read an object fresh, write its status, add and
+remove the finalizer, read a Secret value (never logged), post events.
+
+kopf watches the objects and wakes the core; everything a pass writes goes through this module with
+the kubernetes client, from the worker threads (kopf's own API helpers are asyncio-only).
+"""
+
+from __future__ import annotations
+
+import base64
+import threading
+from typing import Any
+
+import kubernetes
+from kubernetes.client.exceptions import ApiException
+
+from dbops import redact
+from dbops.models import GROUP, VERSION
+
+FINALIZER = f"{GROUP}/finalizer"
+
+
+class K8sError(Exception):
+    """The API server refused or could not be reached; `status` is the HTTP status (0: no answer)."""
+
+    def __init__(self, message: str, status: int = 0) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class ConflictError(K8sError):
+    """The object changed since it was read (409): the next pass starts from the new version."""
+
+
+class Kube:
+    """One API client per process (made at startup, kept in kopf's memo)."""
+
+    def __init__(self, request_timeout: float = 20.0) -> None:
+        self._api: kubernetes.client.ApiClient | None = None
+        self._lock = threading.Lock()
+        self.timeout = request_timeout
+
+    def api(self) -> kubernetes.client.ApiClient:
+        with self._lock:
+            if self._api is None:
+                try:
+                    kubernetes.config.load_incluster_config()  # type: ignore[no-untyped-call]
+                except kubernetes.config.ConfigException:
+                    kubernetes.config.load_kube_config()  # type: ignore[no-untyped-call]
+                self._api = kubernetes.client.ApiClient()
+                for token in (self._api.configuration.api_key or {}).values():  # kubeconfig's or the pod's
+                    redact.register(str(token).removeprefix("Bearer "))
+            return self._api
+
+    def _custom(self) -> kubernetes.client.CustomObjectsApi:
+        return kubernetes.client.CustomObjectsApi(self.api())
+
+    def get(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
+        """An object as the API server has it now, or None when there is none of that name."""
+        try:
+            obj = self._custom().get_namespaced_custom_object(
+                GROUP, VERSION, namespace, plural, name, _request_timeout=self.timeout
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise _error(exc, f"{plural} {namespace}/{name}") from None
+        except Exception as exc:  # urllib3's connection errors: the API server is unreachable
+            raise K8sError(f"{plural} {namespace}/{name}: {type(exc).__name__}") from None
+        result: dict[str, Any] = dict(obj)  # type: ignore[call-overload]
+        return result
+
+    def list(self, plural: str) -> list[dict[str, Any]]:
+        try:
+            found = self._custom().list_cluster_custom_object(GROUP, VERSION, plural, _request_timeout=self.timeout)
+        except ApiException as exc:
+            raise _error(exc, plural) from None
+        except Exception as exc:
+            raise K8sError(f"{plural}: {type(exc).__name__}") from None
+        items: list[dict[str, Any]] = dict(found).get("items") or []  # type: ignore[call-overload]
+        return items
+
+    def patch_status(self, plural: str, namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any]:
+        """Merge-patch the status subresource with the whole status (None removes a field)."""
+        return self._patch(plural, namespace, name, {"status": status}, status_subresource=True)
+
+    def set_finalizer(self, plural: str, body: dict[str, Any], present: bool) -> dict[str, Any]:
+        """Add or remove dbops' finalizer, only if the object is still the version read (a merge
+        patch replaces the list whole: the resourceVersion keeps another writer's finalizer safe)."""
+        meta = body["metadata"]
+        current = list(meta.get("finalizers") or [])
+        wanted = [f for f in current if f != FINALIZER] + ([FINALIZER] if present else [])
+        if wanted == current:
+            return body
+        patch = {"metadata": {"resourceVersion": meta["resourceVersion"], "finalizers": wanted}}
+        return self._patch(plural, meta["namespace"], meta["name"], patch, status_subresource=False)
+
+    def _patch(
+        self, plural: str, namespace: str, name: str, patch: dict[str, Any], status_subresource: bool
+    ) -> dict[str, Any]:
+        api = self._custom()
+        call = api.patch_namespaced_custom_object_status if status_subresource else api.patch_namespaced_custom_object
+        try:
+            result = call(GROUP, VERSION, namespace, plural, name, patch, _request_timeout=self.timeout)
+        except ApiException as exc:
+            raise _error(exc, f"{plural} {namespace}/{name}") from None
+        except Exception as exc:
+            raise K8sError(f"{plural} {namespace}/{name}: {type(exc).__name__}") from None
+        out: dict[str, Any] = dict(result)  # type: ignore[call-overload]
+        return out
+
+    def read_secret(self, namespace: str, name: str, key: str) -> str:
+        try:
+            secret = kubernetes.client.CoreV1Api(self.api()).read_namespaced_secret(
+                name, namespace, _request_timeout=self.timeout
+            )
+        except ApiException as exc:
+            raise _error(exc, f"Secret {namespace}/{name}") from None
+        except Exception as exc:
+            raise K8sError(f"Secret {namespace}/{name}: {type(exc).__name__}") from None
+        data = secret.data or {}
+        if key not in data:
+            raise SecretKeyMissingError(f"Secret {namespace}/{name} has no key {key!r}", 404)
+        value = base64.b64decode(data[key]).decode()
+        redact.register(value)  # before anyone can log it: from here on it reads *** in every log line
+        return value
+
+    def create_event(self, namespace: str, event: dict[str, Any]) -> dict[str, Any]:
+        try:
+            out = kubernetes.client.CoreV1Api(self.api()).create_namespaced_event(
+                namespace,
+                event,  # type: ignore[arg-type]
+                _request_timeout=self.timeout,
+            )
+        except ApiException as exc:
+            raise _error(exc, "event") from None
+        except Exception as exc:
+            raise K8sError(f"event: {type(exc).__name__}") from None
+        return self.api().sanitize_for_serialization(out)  # type: ignore[no-untyped-call,no-any-return]
+
+    def patch_event(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
+        try:
+            kubernetes.client.CoreV1Api(self.api()).patch_namespaced_event(
+                name, namespace, patch, _request_timeout=self.timeout
+            )
+        except ApiException as exc:
+            raise _error(exc, "event") from None
+        except Exception as exc:
+            raise K8sError(f"event: {type(exc).__name__}") from None
+
+
+class SecretKeyMissingError(K8sError):
+    """The Secret exists but lacks the key the spec names."""
+
+
+def _error(exc: ApiException, what: str) -> K8sError:
+    cls = ConflictError if exc.status == 409 else K8sError
+    return cls(f"{what}: {exc.status} {exc.reason}", int(exc.status or 0))
