@@ -128,7 +128,7 @@ def _same_shape(a: Any, b: Any) -> bool:
     return bool(a == b)
 
 
-def _check_against_testdata(kind: str, name: str, live: dict[str, Any]) -> None:
+def _check_against_testdata(kind: str, name: str, live: dict[str, Any]) -> dict[str, Any]:
     path = CUSTOMIZATIONS / kind / "testdata" / f"{name}.yaml"
     if REGEN:
         path.write_text(yaml.safe_dump(_snapshot(live), sort_keys=False))
@@ -141,6 +141,7 @@ def _check_against_testdata(kind: str, name: str, live: dict[str, Any]) -> None:
     expected = {
         "Available": "Healthy",
         "Failed": "Degraded",
+        "Degraded": "Degraded",
         "Restoring": "Progressing",
         "Attaching": "Progressing",
     }[live["status"]["phase"]]
@@ -149,6 +150,7 @@ def _check_against_testdata(kind: str, name: str, live: dict[str, Any]) -> None:
     assert ready["message"] in got["message"]
     if expected == "Degraded":
         assert got["message"].startswith(f"{ready['reason']}: ")
+    return got
 
 
 def _wait_attach(cluster: Cluster, name: str, namespace: str, *phases: str) -> dict[str, Any]:
@@ -185,6 +187,14 @@ def test_live_dbrestore_statuses(
         "DBRestore", "available", wait_phase(cluster, "orders-copy", own_namespace, "Available", timeout=90)
     )
     _check_against_testdata("DBRestore", "failed", wait_phase(cluster, "no-such-snapshot", own_namespace, "Failed"))
+    # Available in RDS, but the master password cannot be set: Degraded, for Argo CD too.
+    cluster.kubectl("create", "secret", "generic", "pw", "-n", own_namespace, "--from-literal=other=x")
+    keyless = dbrestore(
+        "keyless", own_namespace, {"dbSnapshot": src.snapshot_identifier}, "keyless",
+        masterPassword={"secretRef": {"name": "pw"}},
+    )  # fmt: skip
+    cluster.apply(keyless)
+    _check_against_testdata("DBRestore", "degraded", wait_phase(cluster, "keyless", own_namespace, "Degraded"))
 
 
 def test_live_dbattach_statuses(

@@ -1,7 +1,8 @@
 -- Argo CD health check for dbops.dev/DBRestore and DBAttach (Lua 5.1, as Argo CD's gopher-lua runs it).
 -- One script for both kinds (DBAttach/health.lua links here): their status has the same shape.
--- Healthy when Available, Progressing while dbops works on it, Degraded when Failed; the message is
--- the Ready condition's (with its reason when Failed), as `kubectl get dbrestore -o yaml` shows it.
+-- Healthy when Available, Progressing while dbops works on it, Degraded when Failed or Degraded (the
+-- database exists but is not usable as asked); the message is the Ready condition's (with its reason
+-- then), as `kubectl get dbrestore -o yaml` shows it.
 local hs = {}
 local working = { "Pending", "Restoring", "Attaching", "Deleting" }
 
@@ -44,7 +45,7 @@ if phase == "Available" then
   hs.message = message
   return hs
 end
-if phase == "Failed" then
+if phase == "Failed" or phase == "Degraded" then
   hs.status = "Degraded"
   if ready ~= nil and ready.reason ~= nil and ready.reason ~= "" then
     hs.message = ready.reason .. ": " .. message
