@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from dbops import rds
-from dbops.models import RDS_HOSTNAME, DBReference, DBRestoreSpec, Target
+from dbops.models import RDS_HOSTNAME, TARGET_KIND_ONLY, DBReference, DBRestoreSpec, Target
 from dbops.rds import Kind
 
 Mode = Literal["snapshot", "latest", "pit"]
@@ -252,18 +252,12 @@ def describe_source(seen: Observed, restore_time: datetime | None) -> tuple[str,
 
 
 def _check_kind_fields(target: Target, kind: Kind) -> None:
-    """Fields that RDS takes for one kind only: refuse them on the other, naming the field."""
-    if kind == "cluster":
-        for attr, field_name in (
-            ("multi_az", "multiAZ"),
-            ("option_group_name", "optionGroupName"),
-            ("db_parameter_group_name", None),
-        ):
-            if field_name and getattr(target, attr) is not None:
-                raise SpecError("InvalidSpec", f"spec.target.{field_name} applies to DB instances, not Aurora clusters")
-    elif target.instances is not None or target.db_cluster_parameter_group_name is not None:
-        bad = "instances" if target.instances is not None else "dbClusterParameterGroupName"
-        raise SpecError("InvalidSpec", f"spec.target.{bad} applies to Aurora clusters, not DB instances")
+    """Fields that RDS takes for one kind only: refuse them on the other, naming the field. The CRD's CEL
+    rules refuse the same (TARGET_KIND_ONLY) at admission; this covers objects admitted before them."""
+    written = target.model_dump(by_alias=True, exclude_none=True)
+    for only in TARGET_KIND_ONLY:
+        if not only.applies(kind, written):
+            raise SpecError("InvalidSpec", only.message())
 
 
 def requested_time(spec: DBRestoreSpec, now: datetime) -> datetime | None:

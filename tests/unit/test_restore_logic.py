@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from dbops import rds, restore
-from dbops.models import DBRestoreSpec
+from dbops.models import TARGET_KIND_ONLY, DBRestoreSpec, KindOnly
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 UID = "uid-1"
@@ -201,6 +201,29 @@ def test_instance_only_fields_are_refused_for_aurora() -> None:
     seen = restore.Observed(restore.source_ref(s, "us-east-1"), snapshot=CSNAP, source_writer=WRITER)
     with pytest.raises(restore.SpecError, match=r"spec\.target\.multiAZ"):
         restore.plan(s, seen, UID, "ns", "r", NOW)
+
+
+KIND_SAMPLES: dict[str, Any] = {
+    "instances": {"count": 1},
+    "dbClusterParameterGroupName": "aurora-pg16",
+    "multiAZ": False,
+    "dbInstanceClass": "db.r6g.large",
+    "optionGroupName": "default:postgres-16",
+}
+SOURCES: dict[str, dict[str, Any]] = {"instance": {"dbSnapshot": "orders-snap"}, "cluster": {"dbClusterSnapshot": "s"}}
+
+
+@pytest.mark.parametrize("only", TARGET_KIND_ONLY, ids=lambda o: f"{o.field}-{o.kind}")
+def test_kind_only_settings_are_refused_for_the_other_kind_in_the_admission_words(only: KindOnly) -> None:
+    """The operator's check and the CRD's CEL rules come from one table (TARGET_KIND_ONLY)."""
+    setting = {only.field: only.values[0] if only.values else KIND_SAMPLES[only.field]}
+    other = "cluster" if only.kind == "instance" else "instance"
+    wrong = spec(source=SOURCES[other], target={"identifier": "copy", **setting})
+    with pytest.raises(restore.SpecError) as err:
+        restore._check_kind_fields(wrong.target, restore.source_ref(wrong, "us-east-1").kind)
+    assert err.value.message == only.message()
+    right = spec(source=SOURCES[only.kind], target={"identifier": "copy", **setting})
+    restore._check_kind_fields(right.target, restore.source_ref(right, "us-east-1").kind)
 
 
 @pytest.mark.parametrize(
