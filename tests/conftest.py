@@ -20,6 +20,9 @@ pytest_plugins = ["tests.support.fakeaws_fixture"]
 SHARED_PREFIX = "t"
 OWN_PREFIX = "own"
 POLL_INTERVAL = "1"
+# Settled objects are looked at every few seconds (in production: minutes), so that a change made in
+# the fake AWS behind the operator's back (a database deleted or aged) shows within a test's patience.
+RESYNC_INTERVAL = "5"
 
 
 @pytest.fixture(scope="session")
@@ -28,7 +31,13 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[kube.Cluster]:
 
 
 def operator_env(fake: FakeAWS, cluster: kube.Cluster, **extra: str) -> dict[str, str]:
-    return {**fake.env(), "KUBECONFIG": str(cluster.kubeconfig), "DBOPS_POLL_INTERVAL": POLL_INTERVAL, **extra}
+    return {
+        **fake.env(),
+        "KUBECONFIG": str(cluster.kubeconfig),
+        "DBOPS_POLL_INTERVAL": POLL_INTERVAL,
+        "DBOPS_RESYNC_INTERVAL": RESYNC_INTERVAL,
+        **extra,
+    }
 
 
 @pytest.fixture(scope="session")

@@ -4,54 +4,267 @@ These models are the single source of truth for the API: `python -m dbops crds` 
 CustomResourceDefinitions in crds/ from them (see crdgen.py), and a test fails when the committed
 CRDs differ from what the models render. The operator parses every spec it receives with them.
 
-Validation that the API server can do (patterns, enums, CEL rules) is declared here as schema
-extras so that bad input is refused at admission, before any AWS call, with the field named.
+Validation that the API server can do is declared here as CEL rules in plain words (see cel.py), so that
+bad input is refused at admission, before any AWS call, with the field named. The operator's own parse
+checks types only: it never refuses an object that admission let through.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue
+from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
+
+from dbops.cel import (
+    IMMUTABLE,
+    Rule,
+    Syntax,
+    ceiling,
+    cel_string,
+    exactly_one,
+    fixed_once_created,
+    is_set,
+    item,
+    items,
+    one_of_words,
+    rule,
+    text,
+)
 
 GROUP = "dbops.dev"
 VERSION = "v1alpha1"
 
-# RDS identifiers: 1-63 letters, digits or hyphens, starting with a letter, no trailing hyphen and
-# no two consecutive hyphens (RDS refuses those with InvalidParameterValue).
-# (RE2 has no look-around, hence the shape: a letter, then letters/digits or hyphen+letter/digit.)
-DB_IDENTIFIER = r"^[a-zA-Z]([a-zA-Z0-9]|-[a-zA-Z0-9])*$"
-# Snapshot identifiers: as above (automated ones carry an "rds:" prefix), or a full snapshot ARN.
-SNAPSHOT_REF = r"^(arn:aws[a-z-]*:rds:[a-z0-9-]+:[0-9]{12}:(snapshot|cluster-snapshot):)?(rds:)?[a-zA-Z][a-zA-Z0-9-]*$"
+# RDS identifiers: RDS stores them (and snapshot, parameter, option and subnet group names) in lower case,
+# so an upper-case one names a database other than the one dbops then looks for. No hyphen at the end and
+# no two in a row (RDS refuses those). RE2 has no look-around, hence the shape: a letter, then letters or
+# digits, each perhaps after one hyphen.
+_ID = r"[a-z](-?[a-z0-9])*"
+_ID_WORDS = (
+    "lower-case letters, digits or hyphens, start with a letter, and not end with a hyphen or contain two "
+    "hyphens in a row"
+)
+IDENTIFIER = Syntax(f"^{_ID}$", "1 to {max} " + _ID_WORDS, 63)
+# Snapshots: an identifier (automated ones start with "rds:") or the snapshot's ARN; the name after the
+# last colon is what RDS limits to 255. A contradicting ARN type has a rule of its own, with its own words.
+_ARN_HEAD = r"arn:aws(-[a-z]+)*:rds:[a-z]{2}(-[a-z]+)+-[0-9]+:[0-9]{12}:(cluster-)?snapshot:"
+
+
+def snapshot_ref(arn_type: str) -> Syntax:
+    return Syntax(
+        f"^({_ARN_HEAD})?(rds:)?{_ID}$",
+        "a snapshot identifier (1 to {max} lower-case letters, digits or hyphens, starting with a letter, not "
+        "ending with a hyphen or containing two hyphens in a row; rds: before an automated one) or its ARN, "
+        f"arn:aws:rds:REGION:ACCOUNT:{arn_type}:NAME",
+        255,
+        measured="self.substring(self.lastIndexOf(':') + 1)",
+    )
+
+
+# Parameter and option groups: as identifiers, and the periods and colons of AWS's default groups
+# (default.postgres16, default:mysql-8-0).
+GROUP_NAME = Syntax(
+    r"^[a-z](-?[a-z0-9.:])*$",
+    "1 to {max} lower-case letters, digits, hyphens, periods or colons (as in default.postgres16), start with a "
+    "letter, and not end with a hyphen or contain two hyphens in a row",
+    255,
+)
+SUBNET_GROUP = Syntax(
+    r"^[a-z0-9 ._-]+$", "1 to {max} lower-case letters, digits, spaces, periods, underscores or hyphens", 255
+)
+INSTANCE_CLASS = Syntax(
+    r"^db\.[a-z0-9]+(-[a-z0-9]+)*(\.[a-z0-9]+)*$", "an instance class such as db.r6g.large or db.serverless", 64
+)
+SG_ID = Syntax(r"^sg-([0-9a-f]{8}|[0-9a-f]{17})$", "a security group id: sg- and 8 or 17 hexadecimal digits", 20)
+REGION = Syntax(r"^[a-z]{2}(-[a-z]+)+-[0-9]+$", "an AWS region such as us-east-1", 32)
+ZONE = Syntax(
+    r"^[a-z]{2}(-[a-z]+)+-[0-9]+(-[a-z]+-[0-9]+)?[a-z]$",
+    "an availability zone such as eu-west-1a (or a Local Zone such as us-west-2-lax-1a)",
+    32,
+)
 # RDS endpoint hostnames in every partition; never resolved through DNS or connected to.
 RDS_HOSTNAME = (
     r"^[a-z][a-z0-9-]{0,62}\.(cluster-(ro-|custom-)?)?[a-z0-9]+\.[a-z]{2}(-[a-z]+)+-[0-9]\."
     r"rds\.(amazonaws\.com|amazonaws\.com\.cn|c2s\.ic\.gov|sc2s\.sgov\.gov)$"
 )
-INSTANCE_CLASS = r"^db\.[a-z0-9]+(-[a-z0-9]+)*\.[a-z0-9]+$"
-DURATION = r"^([0-9]+(s|m|h|d))+$"
-SG_ID = r"^sg-[0-9a-f]{8,17}$"
-REGION = r"^[a-z]{2}(-[a-z]+)+-[0-9]$"
+HOSTNAME = Syntax(
+    RDS_HOSTNAME, "an RDS endpoint hostname such as orders.abc123xyz.eu-west-1.rds.amazonaws.com (lower case)", 253
+)
+# Kubernetes' own rules: object names are DNS subdomains; Secret data keys are [-._a-zA-Z0-9]+ but not
+# "." and not starting with "..".
+OBJECT_NAME = Syntax(
+    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$",
+    "a Kubernetes object name: 1 to {max} lower-case letters, digits, hyphens or periods, with a letter or digit "
+    "at the start, at the end and on each side of a period",
+    253,
+)
+SECRET_KEY = Syntax(
+    r"^\.?[-_a-zA-Z0-9][-._a-zA-Z0-9]*$",
+    "a Secret data key: 1 to {max} letters, digits, hyphens, underscores or periods, not . and not starting with ..",
+    253,
+)
+ROLE_ARN = Syntax(
+    r"^arn:aws(-[a-z]+)*:iam::[0-9]{12}:role/[-\w+=,.@/]+$",
+    "an IAM role ARN such as arn:aws:iam::123456789012:role/rds-monitoring-role",
+    2048,
+)
+# Durations: whole days, hours, minutes and seconds, largest first, so that CEL can add them up.
+DURATION = Syntax(
+    r"^([0-9]+d)?([0-9]+h)?([0-9]+m)?([0-9]+s)?$",
+    "a duration such as 30m, 72h or 1d12h (days, hours, minutes and seconds, largest first)",
+    32,
+)
+_UNIT_SECONDS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
+# ttl bounds, as written and in seconds. Below 10 minutes a ttl is taken for a mistake (0s, or 30s for 30d):
+# a restore alone takes longer, and RDS bills a started instance for 10 minutes anyway. Above ten years it
+# is no preview (leave ttl out), and the operator's date arithmetic would overflow on absurd ones.
+TTL_MIN = ("10m", 10 * 60)
+TTL_MAX = ("3650d", 3650 * 86400)
 
-# Generic name for AWS-side resource names we pass through (parameter groups, subnet groups...).
-AWS_NAME = r"^[a-zA-Z][a-zA-Z0-9._-]*$"
+
+def _seconds(value: str) -> str:
+    """CEL: the seconds in `value`, a duration that DURATION accepts (each unit at most once)."""
+    terms = [
+        f"({value}.find('[0-9]+{u}') == '' ? 0 : int({value}.find('[0-9]+{u}').replace('{u}', '')) * {n})"
+        for u, n in _UNIT_SECONDS.items()
+    ]
+    return " + ".join(terms)
 
 
-def rule(expr: str, message: str) -> dict[str, JsonValue]:
-    """One CEL validation rule, in the x-kubernetes-validations shape."""
-    return {"rule": expr, "message": message}
+def duration_between(low: tuple[str, int], high: tuple[str, int]) -> list[Rule]:
+    """A well-formed duration (DURATION's rule reports the others) from `low` to `high`. A number of ten
+    digits or more is over `high` in any unit, and is never added up (CEL's int would overflow)."""
+    malformed, huge = f"!({DURATION.check()})", "self.matches('[0-9]{10}')"
+    return [
+        rule(f"{malformed} || {huge} || {_seconds('self')} >= {low[1]}", f"must be at least {low[0]}"),
+        rule(f"{malformed} || (!{huge} && {_seconds('self')} <= {high[1]})", f"must be at most {high[0]}"),
+    ]
 
 
-def exactly_one(*fields: str) -> dict[str, JsonValue]:
-    """A CEL rule that exactly one of `fields` is set. The API server prefixes the field path."""
-    has = ", ".join(f"has(self.{f})" for f in fields)
-    return rule(f"[{has}].filter(x, x).size() == 1", f"set exactly one of {', '.join(fields)}")
+# RDS tags, as AWS documents them: keys of 1 to 128 and values of at most 256 Unicode letters, digits,
+# spaces and _ . : / = + - @; keys starting with aws: or rds: are AWS's. Keys starting with dbops.dev/ are
+# the ownership tags dbops writes itself: one set by a user could pass a database off as another object's.
+MAX_TAGS = 40  # RDS allows 50 on a resource; dbops adds its own
+_TAG_CHARS = r"^[\p{L}\p{Z}\p{N}_.:/=+\-@]*$"
+_TAG_WORDS = "letters, digits, spaces or any of _ . : / = + - @"
+TAG_RULES = [
+    rule(f"size(self) <= {MAX_TAGS}", f"must have at most {MAX_TAGS} tags (RDS allows 50, and dbops adds its own)"),
+    rule(
+        f"self.all(k, size(k) >= 1 && size(k) <= 128 && k.matches({cel_string(_TAG_CHARS)}))",
+        f"keys must be 1 to 128 {_TAG_WORDS}",
+    ),
+    rule(
+        "self.all(k, !k.lowerAscii().startsWith('aws:') && !k.lowerAscii().startsWith('rds:'))",
+        "keys must not start with aws: or rds: (AWS reserves those)",
+    ),
+    rule(
+        f"self.all(k, !k.lowerAscii().startsWith('{GROUP}/'))",
+        f"keys must not start with {GROUP}/ (dbops writes those tags itself)",
+    ),
+    rule(
+        f"self.all(k, size(self[k]) <= 256 && self[k].matches({cel_string(_TAG_CHARS)}))",
+        f"values must be at most 256 {_TAG_WORDS}",
+    ),
+]
+Tags = dict[str, Annotated[str, Field(max_length=ceiling(256))]]
 
 
-def immutable(path: str) -> dict[str, JsonValue]:
-    return {"x-kubernetes-validations": [rule("self == oldSelf", f"{path} is immutable")]}
+def tags(description: str) -> Any:
+    return Field(
+        None,
+        description=f"{description} At most {MAX_TAGS}; keys 1 to 128 and values up to 256 {_TAG_WORDS}; "
+        f"keys starting with aws:, rds: or {GROUP}/ are reserved.",
+        json_schema_extra={"maxProperties": ceiling(MAX_TAGS), "x-kubernetes-validations": [*TAG_RULES]},
+    )
+
+
+# Which kind of database a source is, known from the spec alone: a snapshot's field says it; a source DB by
+# identifier too; an endpoint hostname's second label starts with cluster- (cluster-ro-, cluster-custom-)
+# for an Aurora cluster's endpoints. restore.source_ref decides it the same way.
+Kind = Literal["instance", "cluster"]
+_KIND_WORDS: dict[Kind, str] = {"instance": "DB instances", "cluster": "Aurora clusters"}
+_SOURCE_WORDS: dict[Kind, str] = {"instance": "a DB instance", "cluster": "an Aurora cluster"}
+_OTHER: dict[Kind, Kind] = {"instance": "cluster", "cluster": "instance"}
+
+
+def _ref_is(ref: str, kind: Kind) -> str:
+    """CEL: the DB reference at `ref` (dbInstance, dbCluster or endpoint) names a source of `kind`."""
+    own = "dbCluster" if kind == "cluster" else "dbInstance"
+    cluster_host = f"{ref}.endpoint.matches('^[^.]+[.]cluster-')"
+    return f"has({ref}.{own}) || (has({ref}.endpoint) && {'' if kind == 'cluster' else '!'}{cluster_host})"
+
+
+def source_is(kind: Kind) -> str:
+    """CEL, on a DBRestore spec: its source is of `kind`."""
+    snapshot = "dbClusterSnapshot" if kind == "cluster" else "dbSnapshot"
+    refs = [
+        f"(has(self.source.{m}) && ({_ref_is(f'self.source.{m}', kind)}))" for m in ("latestSnapshot", "pointInTime")
+    ]
+    return " || ".join([f"has(self.source.{snapshot})", *refs])
+
+
+@dataclass(frozen=True)
+class KindOnly:
+    """A spec.target setting that RDS takes for one kind of source only: refused for the other kind, at
+    admission (rule) and by the operator (applies) alike, in the same words."""
+
+    field: str  # its name under spec.target
+    kind: Kind
+    values: tuple[str, ...] = ()  # only these values of it are kind-specific (none: any value)
+    hint: str = ""
+
+    def predicate(self) -> str:
+        source = f"spec.source is {_SOURCE_WORDS[_OTHER[self.kind]]}{self.hint}"
+        if self.values:
+            return (
+                f"must not be {one_of_words(list(self.values))}: those apply to {_KIND_WORDS[self.kind]}, and {source}"
+            )
+        return f"applies to {_KIND_WORDS[self.kind]} only, and {source}"
+
+    def message(self) -> str:
+        return f"spec.target.{self.field} {self.predicate()}"
+
+    def applies(self, source: Kind, target: dict[str, Any]) -> bool:
+        """Whether `target` (spec.target as written, camelCase, unset fields left out) suits a `source`."""
+        if source == self.kind or self.field not in target:
+            return True
+        return bool(self.values) and target[self.field] not in self.values
+
+    def rule(self) -> Rule:
+        value = f"self.target.{self.field}"
+        listed = f" && {value} in [{', '.join(cel_string(v) for v in self.values)}]" if self.values else ""
+        expr = f"!(({source_is(_OTHER[self.kind])}) && has({value}){listed})"
+        return rule(expr, self.predicate(), field=f".target.{self.field}", reason="FieldValueForbidden")
+
+
+# Together, the values of Target.storage_type.
+AURORA_STORAGE = ("aurora", "aurora-iopt1")
+INSTANCE_STORAGE = ("gp2", "gp3", "io1", "io2", "standard")
+# dbParameterGroupName is not here: on Aurora it is the parameter group of the cluster's instances.
+TARGET_KIND_ONLY = (
+    KindOnly("instances", "cluster"),
+    KindOnly("dbClusterParameterGroupName", "cluster"),
+    KindOnly("storageType", "cluster", AURORA_STORAGE),
+    KindOnly("multiAZ", "instance"),
+    KindOnly("dbInstanceClass", "instance", hint=": for Aurora set spec.target.instances.dbInstanceClass"),
+    KindOnly("optionGroupName", "instance"),
+    KindOnly("storageType", "instance", INSTANCE_STORAGE),
+)
+
+
+def same_region(path: str, syntax: Syntax, sep: str, index: int) -> Rule:
+    """On a spec: the region that the value at `path` names (its part `index` when split at `sep`, as in an
+    ARN or an endpoint hostname) is spec.region, when both are set and the value is well-formed."""
+    value = f"self.{path}"
+    part = f"{value}.split('{sep}')"
+    expr = (
+        f"!has(self.region) || !({is_set(value)}) || !({syntax.check(value)}) || {part}.size() <= {index} "
+        f"|| {part}[{index}] == self.region"
+    )
+    message = f"'is in region ' + {part}[{index}] + ', but spec.region is ' + self.region"
+    return rule(expr, message, field=f".{path}", dynamic=True)
 
 
 class Model(BaseModel):
@@ -60,23 +273,24 @@ class Model(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
 
 
-def s(description: str, pattern: str | None = None, max_length: int = 253, **extra: Any) -> Any:
-    """A string field; CEL cost estimation needs every string bounded."""
-    return Field(None, description=description, pattern=pattern, max_length=max_length, **extra)
+def validations(*rules: Rule) -> ConfigDict:
+    """A model's own CEL rules (across its fields)."""
+    return ConfigDict(json_schema_extra={"x-kubernetes-validations": list(rules)})
+
+
+_ONE_REF = exactly_one("dbInstance", "dbCluster", "endpoint")
 
 
 class DBReference(Model):
     """A source database: by identifier, or by an endpoint hostname as copied from the console."""
 
-    model_config = ConfigDict(
-        json_schema_extra={"x-kubernetes-validations": [exactly_one("dbInstance", "dbCluster", "endpoint")]}
-    )
-    db_instance: str | None = s("Identifier of an RDS DB instance.", DB_IDENTIFIER, 63)
-    db_cluster: str | None = s("Identifier of an Aurora DB cluster.", DB_IDENTIFIER, 63)
-    endpoint: str | None = s(
+    model_config = validations(_ONE_REF)
+    db_instance: str | None = text("Identifier of an RDS DB instance.", IDENTIFIER)
+    db_cluster: str | None = text("Identifier of an Aurora DB cluster.", IDENTIFIER)
+    endpoint: str | None = text(
         "Endpoint hostname of an RDS instance or Aurora cluster (writer, reader or custom endpoint), "
         "e.g. orders.abc123.eu-west-1.rds.amazonaws.com. Resolved to the identifier; never connected to.",
-        RDS_HOSTNAME,
+        HOSTNAME,
     )
 
 
@@ -84,23 +298,19 @@ class LatestSnapshot(DBReference):
     """The newest snapshot of a source DB instance or cluster."""
 
     snapshot_type: Literal["any", "automated", "manual"] = Field(
-        "any", description="Which snapshots to consider: automated, manual, or any."
+        "any", description="Which snapshots to consider: automated, manual, or any (the default)."
     )
 
 
 class PointInTime(DBReference):
     """A point in time of a source DB instance or cluster (within its backup retention)."""
 
-    model_config = ConfigDict(
-        json_schema_extra={
-            "x-kubernetes-validations": [
-                DBReference.model_config["json_schema_extra"]["x-kubernetes-validations"][0],  # type: ignore[index]
-                rule(
-                    "!(has(self.restoreTime) && has(self.useLatestRestorableTime) && self.useLatestRestorableTime)",
-                    "set restoreTime or useLatestRestorableTime, not both",
-                ),
-            ]
-        }
+    model_config = validations(
+        _ONE_REF,
+        rule(
+            "!(has(self.restoreTime) && has(self.useLatestRestorableTime) && self.useLatestRestorableTime)",
+            "must set restoreTime or useLatestRestorableTime, not both",
+        ),
     )
 
     restore_time: datetime | None = Field(
@@ -114,15 +324,23 @@ class PointInTime(DBReference):
 class Source(Model):
     """Where the data comes from: exactly one of the fields."""
 
-    model_config = ConfigDict(
-        json_schema_extra={
-            "x-kubernetes-validations": [
-                exactly_one("dbSnapshot", "dbClusterSnapshot", "latestSnapshot", "pointInTime")
-            ]
-        }
+    model_config = validations(exactly_one("dbSnapshot", "dbClusterSnapshot", "latestSnapshot", "pointInTime"))
+    db_snapshot: str | None = text(
+        "A DB (instance) snapshot identifier or ARN.",
+        snapshot_ref("snapshot"),
+        rule(
+            "!self.matches('^arn:[^:]+:rds:[^:]+:[^:]+:cluster-snapshot:')",
+            "is a cluster snapshot ARN: name it in spec.source.dbClusterSnapshot",
+        ),
     )
-    db_snapshot: str | None = s("A DB (instance) snapshot identifier or ARN.", SNAPSHOT_REF, 255)
-    db_cluster_snapshot: str | None = s("An Aurora DB cluster snapshot identifier or ARN.", SNAPSHOT_REF, 255)
+    db_cluster_snapshot: str | None = text(
+        "An Aurora DB cluster snapshot identifier or ARN.",
+        snapshot_ref("cluster-snapshot"),
+        rule(
+            "!self.matches('^arn:[^:]+:rds:[^:]+:[^:]+:snapshot:')",
+            "is a DB instance snapshot ARN: name it in spec.source.dbSnapshot",
+        ),
+    )
     latest_snapshot: LatestSnapshot | None = Field(None, description="The latest snapshot of a source DB.")
     point_in_time: PointInTime | None = Field(None, description="A point in time of a source DB.")
 
@@ -131,20 +349,20 @@ class ClusterInstances(Model):
     """For Aurora: the DB instances created in the restored cluster (a cluster without one is useless)."""
 
     count: int = Field(1, ge=1, le=15, description="How many instances (the first is the writer).")
-    db_instance_class: str | None = s("Instance class; default: the source cluster writer's class.", INSTANCE_CLASS, 64)
+    db_instance_class: str | None = text("Instance class; default: the source cluster writer's class.", INSTANCE_CLASS)
 
 
 class SecretKeyRef(Model):
-    name: str = Field(description="Secret in the DBRestore's namespace.", max_length=253)
-    key: str = Field("password", description="Key in the Secret's data.", max_length=253)
+    """A key of a Secret in the DBRestore's namespace."""
+
+    name: str = text("Secret in the DBRestore's namespace.", OBJECT_NAME, default=...)
+    key: str = text("Key in the Secret's data.", SECRET_KEY, default="password")
 
 
 class MasterPassword(Model):
     """How the master password is set after restore. Never shown in status, events, logs or audit."""
 
-    model_config = ConfigDict(
-        json_schema_extra={"x-kubernetes-validations": [exactly_one("secretRef", "manageMasterUserPassword")]}
-    )
+    model_config = validations(exactly_one("secretRef", "manageMasterUserPassword"))
     secret_ref: SecretKeyRef | None = Field(None, description="Set the password from a Kubernetes Secret.")
     manage_master_user_password: bool | None = Field(
         None, description="Hand the password to RDS managed passwords (AWS Secrets Manager)."
@@ -154,62 +372,66 @@ class MasterPassword(Model):
 class Target(Model):
     """The new database, and settings that override what is copied from the source."""
 
-    identifier: str = Field(
-        description="Identifier of the new DB instance (or Aurora cluster).",
-        pattern=DB_IDENTIFIER,
-        max_length=63,
-        json_schema_extra=immutable("spec.target.identifier"),
+    identifier: str = text(
+        "Identifier of the new DB instance (or Aurora cluster). Immutable.", IDENTIFIER, IMMUTABLE, default=...
     )
-    db_instance_class: str | None = s("Instance class (instances only; see instances for Aurora).", INSTANCE_CLASS, 64)
-    db_subnet_group_name: str | None = s("DB subnet group.", AWS_NAME, 255)
-    vpc_security_group_ids: list[Annotated[str, Field(pattern=SG_ID, max_length=32)]] | None = Field(
-        None, description="VPC security group ids.", max_length=20
+    db_instance_class: str | None = text("Instance class (instances only; see instances for Aurora).", INSTANCE_CLASS)
+    db_subnet_group_name: str | None = text("DB subnet group.", SUBNET_GROUP)
+    vpc_security_group_ids: list[Annotated[str, item("A VPC security group id.", SG_ID)]] | None = items(
+        "VPC security group ids.", 20
     )
-    db_parameter_group_name: str | None = s("DB parameter group.", AWS_NAME, 255)
-    db_cluster_parameter_group_name: str | None = s("DB cluster parameter group (Aurora).", AWS_NAME, 255)
-    option_group_name: str | None = s("Option group (instances only).", AWS_NAME, 255)
+    db_parameter_group_name: str | None = text(
+        "DB parameter group (for Aurora: of the cluster's instances).", GROUP_NAME
+    )
+    db_cluster_parameter_group_name: str | None = text("DB cluster parameter group (Aurora only).", GROUP_NAME)
+    option_group_name: str | None = text("Option group (instances only).", GROUP_NAME)
     multi_az: bool | None = Field(None, alias="multiAZ", description="Multi-AZ deployment (instances only).")
     storage_type: Literal["gp2", "gp3", "io1", "io2", "standard", "aurora", "aurora-iopt1"] | None = Field(
-        None, description="Storage type."
+        None,
+        description="Storage type: gp2, gp3, io1, io2 or standard for instances, aurora or aurora-iopt1 for "
+        "Aurora clusters.",
     )
     port: int | None = Field(None, ge=1150, le=65535, description="Port the database listens on.")
     publicly_accessible: bool = Field(False, description="Give the database a public address (default false).")
     deletion_protection: bool | None = Field(None, description="RDS deletion protection.")
     iam_database_authentication: bool | None = Field(None, description="IAM database authentication.")
-    tags: dict[str, str] | None = Field(
-        None, description="Extra tags on everything dbops creates.", json_schema_extra={"maxProperties": 40}
-    )
+    tags: Tags | None = tags("Extra tags on everything dbops creates.")
     instances: ClusterInstances | None = Field(
         None, description="Aurora only: instances to create in the restored cluster (default: 1)."
     )
 
 
 class DBRestoreSpec(Model):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "x-kubernetes-validations": [
-                rule(
-                    "!has(self.ttl) || self.deletionPolicy != 'Retain'",
-                    "spec.ttl: needs deletionPolicy Delete or Snapshot (Retain would keep the database forever)",
-                ),
-            ]
-        }
+    """What to restore, where, and what happens to the database afterwards."""
+
+    model_config = validations(
+        rule(
+            "!has(self.ttl) || self.deletionPolicy != 'Retain'",
+            "needs deletionPolicy Delete or Snapshot (Retain would keep the database forever)",
+            field=".ttl",
+        ),
+        fixed_once_created("region"),
+        same_region("source.dbSnapshot", snapshot_ref("snapshot"), ":", 3),
+        same_region("source.dbClusterSnapshot", snapshot_ref("cluster-snapshot"), ":", 3),
+        same_region("source.latestSnapshot.endpoint", HOSTNAME, ".", 2),
+        same_region("source.pointInTime.endpoint", HOSTNAME, ".", 2),
+        *(only.rule() for only in TARGET_KIND_ONLY),
     )
     source: Source = Field(description="Where the data comes from.")
     target: Target = Field(description="The new database.")
-    region: str | None = s(
-        "AWS region (default: the operator's).", REGION, 32, json_schema_extra=immutable("spec.region")
-    )
+    region: str | None = text("AWS region (default: the operator's). Immutable.", REGION)
     master_password: MasterPassword | None = Field(None, description="Set the master password after restore.")
     deletion_policy: Literal["Retain", "Delete", "Snapshot"] = Field(
         "Retain",
         description="What happens to the database when this object is deleted: Retain (default), Delete, or "
         "Snapshot (final snapshot, then delete).",
     )
-    ttl: str | None = s(
-        "Remove the database this long after it became available (e.g. 72h, 1d12h), per deletionPolicy.",
+    ttl: str | None = text(
+        "Remove the database this long after it became available, per deletionPolicy (Delete or Snapshot): "
+        f"a duration such as 72h or 1d12h, from {TTL_MIN[0]} to {TTL_MAX[0]}. A shorter one is taken for a "
+        "mistake: a restore alone takes longer, and RDS bills a started instance for 10 minutes anyway.",
         DURATION,
-        32,
+        *duration_between(TTL_MIN, TTL_MAX),
     )
 
 
@@ -272,82 +494,78 @@ class DBRestoreStatus(Model):
 class ClusterRef(Model):
     """The Aurora cluster to extend: exactly one of the fields."""
 
-    model_config = ConfigDict(
-        json_schema_extra={"x-kubernetes-validations": [exactly_one("dbCluster", "endpoint", "dbRestoreRef")]}
-    )
-    db_cluster: str | None = s("Identifier of the Aurora cluster.", DB_IDENTIFIER, 63)
-    endpoint: str | None = s(
+    model_config = validations(exactly_one("dbCluster", "endpoint", "dbRestoreRef"))
+    db_cluster: str | None = text("Identifier of the Aurora cluster.", IDENTIFIER)
+    endpoint: str | None = text(
         "An endpoint hostname of the cluster (cluster, reader or custom endpoint); resolved, never connected to.",
-        RDS_HOSTNAME,
+        HOSTNAME,
     )
-    db_restore_ref: str | None = s(
-        "Name of a DBRestore in this namespace: wait until it is Available, then extend its cluster.",
-        r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$",
-        253,
+    db_restore_ref: str | None = text(
+        "Name of a DBRestore in this namespace: wait until it is Available, then extend its cluster.", OBJECT_NAME
     )
 
 
 class PerformanceInsights(Model):
+    """Performance Insights on the new instances."""
+
     enabled: bool = Field(True, description="Turn Performance Insights on.")
     retention_period: int | None = Field(
         None, ge=7, le=731, description="Days to keep data: 7 (free tier), or a multiple of 31 up to 731."
     )
-    kms_key_id: str | None = s("KMS key for Performance Insights data.", max_length=2048)
+    kms_key_id: str | None = Field(None, description="KMS key for Performance Insights data.", max_length=2048)
 
 
 class Monitoring(Model):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "x-kubernetes-validations": [
-                rule("self.interval == 0 || has(self.roleArn)", "roleArn is required when interval is not 0")
-            ]
-        }
+    """Enhanced Monitoring of the new instances."""
+
+    model_config = validations(
+        rule(
+            "self.interval == 0 || has(self.roleArn)",
+            "is required when interval is not 0",
+            field=".roleArn",
+            reason="FieldValueRequired",
+        )
     )
-    interval: Literal[0, 1, 5, 10, 15, 30, 60] = Field(0, description="Enhanced Monitoring interval in seconds.")
-    role_arn: str | None = s("IAM role that lets RDS send Enhanced Monitoring metrics.", r"^arn:aws[a-z-]*:iam::", 2048)
+    interval: Literal[0, 1, 5, 10, 15, 30, 60] = Field(
+        0, description="Enhanced Monitoring interval in seconds: 0 (off, the default), 1, 5, 10, 15, 30 or 60."
+    )
+    role_arn: str | None = text("IAM role that lets RDS send Enhanced Monitoring metrics.", ROLE_ARN)
 
 
 class DBAttachSpec(Model):
     """Add reader instance(s) to an existing Aurora cluster. Engine and version always come from the
     cluster; cluster-owned settings (network, ports, storage) are never set on the instances."""
 
-    model_config = ConfigDict(
-        json_schema_extra={
-            "x-kubernetes-validations": [
-                exactly_one("identifier", "identifierPrefix"),
-                rule(
-                    "!has(self.identifier) || self.count == 1",
-                    "spec.identifier names one instance: use identifierPrefix for count > 1",
-                ),
-            ]
-        }
+    model_config = validations(
+        exactly_one("identifier", "identifierPrefix"),
+        rule(
+            "!has(self.identifier) || self.count == 1",
+            "must be 1 with spec.identifier, which names one instance: use identifierPrefix for count > 1",
+            field=".count",
+        ),
+        fixed_once_created("identifier"),
+        fixed_once_created("identifierPrefix"),
+        fixed_once_created("region"),
+        same_region("cluster.endpoint", HOSTNAME, ".", 2),
     )
     cluster: ClusterRef = Field(description="The Aurora cluster to extend.")
-    identifier: str | None = s(
-        "Identifier of the one new instance.", DB_IDENTIFIER, 63, json_schema_extra=immutable("spec.identifier")
-    )
-    identifier_prefix: str | None = s(
-        "Prefix of the new instances' identifiers: <prefix>-1 ... <prefix>-<count>.",
-        DB_IDENTIFIER,
-        60,
-        json_schema_extra=immutable("spec.identifierPrefix"),
+    identifier: str | None = text("Identifier of the one new instance. Immutable.", IDENTIFIER)
+    identifier_prefix: str | None = text(
+        "Prefix of the new instances' identifiers: <prefix>-1 ... <prefix>-<count>. Immutable.",
+        IDENTIFIER.limited(60),  # room for -15
     )
     count: int = Field(1, ge=1, le=15, description="How many instances; change it to scale out or in.")
-    db_instance_class: str | None = s("Instance class; default: the writer's.", INSTANCE_CLASS, 64)
-    availability_zones: (
-        list[Annotated[str, Field(pattern=r"^[a-z]{2}(-[a-z]+)+-[0-9][a-z]$", max_length=32)]] | None
-    ) = Field(None, max_length=16, description="Zones to place instances in, in turn; default: the cluster's.")
+    db_instance_class: str | None = text("Instance class; default: the writer's.", INSTANCE_CLASS)
+    availability_zones: list[Annotated[str, item("An availability zone.", ZONE)]] | None = items(
+        "Zones to place instances in, in turn; default: the cluster's.", 16
+    )
     promotion_tier: int | None = Field(None, ge=0, le=15, description="Failover priority (0 is highest).")
-    db_parameter_group_name: str | None = s("DB parameter group; default: the writer's.", AWS_NAME, 255)
+    db_parameter_group_name: str | None = text("DB parameter group; default: the writer's.", GROUP_NAME)
     performance_insights: PerformanceInsights | None = Field(None, description="Performance Insights settings.")
     monitoring: Monitoring | None = Field(None, description="Enhanced Monitoring settings.")
     publicly_accessible: bool = Field(False, description="Give the instances public addresses (default false).")
-    tags: dict[str, str] | None = Field(
-        None, description="Extra tags on the instances.", json_schema_extra={"maxProperties": 40}
-    )
-    region: str | None = s(
-        "AWS region (default: the operator's).", REGION, 32, json_schema_extra=immutable("spec.region")
-    )
+    tags: Tags | None = tags("Extra tags on the instances.")
+    region: str | None = text("AWS region (default: the operator's). Immutable.", REGION)
     deletion_policy: Literal["Retain", "Delete"] = Field(
         "Retain",
         description="Retain (default) or Delete the instances when this object is deleted (never the "
@@ -382,6 +600,7 @@ class Resource(BaseModel):
     """How a model pair is served as a CRD."""
 
     kind: str
+    description: str  # of the kind, at the root of its schema (kubectl explain KIND)
     plural: str
     short_name: str
     spec: type[BaseModel]
@@ -392,6 +611,8 @@ class Resource(BaseModel):
 RESOURCES = [
     Resource(
         kind="DBRestore",
+        description="Restores an RDS DB instance or Aurora cluster from a snapshot, the latest snapshot of a "
+        "source, or a point in time, and removes it (or not) per deletionPolicy and ttl.",
         plural="dbrestores",
         short_name="dbr",
         spec=DBRestoreSpec,
@@ -413,6 +634,8 @@ RESOURCES = [
     ),
     Resource(
         kind="DBAttach",
+        description="Adds reader instances to an existing Aurora cluster (named by identifier, endpoint hostname "
+        "or DBRestore) and scales them with count.",
         plural="dbattaches",
         short_name="dba",
         spec=DBAttachSpec,

@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 import yaml
 
-from dbops.models import DBAttachSpec, DBRestoreSpec
+from dbops import crdgen
+from dbops.models import RESOURCES, DBAttachSpec, DBRestoreSpec, Resource
 from tests.support.kube import ROOT, Cluster
 
 
@@ -81,7 +82,7 @@ def test_kubectl_get_prints_the_columns(cluster: Cluster, own_namespace: str) ->
             },
             "not both",
         ),
-        ({"ttl": "24h"}, "spec: Invalid value"),
+        ({"ttl": "24h"}, "spec.ttl needs deletionPolicy Delete or Snapshot"),
         ({"ttl": "tomorrow", "deletionPolicy": "Delete"}, "spec.ttl"),
         ({"deletionPolicy": "Destroy"}, "spec.deletionPolicy"),
         ({"target": {"identifier": "ok", "dbInstanceClass": "m5.large"}}, "spec.target.dbInstanceClass"),
@@ -106,8 +107,39 @@ def test_target_identifier_and_region_are_immutable(cluster: Cluster, own_namesp
     assert apply_in(cluster, own_namespace, restore("immut", region="eu-west-1")).returncode == 0
     proc = apply_in(cluster, own_namespace, restore("immut", region="eu-west-1", target={"identifier": "other"}))
     assert proc.returncode != 0 and "spec.target.identifier is immutable" in proc.stderr
-    proc = apply_in(cluster, own_namespace, restore("immut", region="us-west-2"))
-    assert proc.returncode != 0 and "spec.region is immutable" in proc.stderr
+    for changed in ({"region": "us-west-2"}, {}):  # changed, removed
+        proc = apply_in(cluster, own_namespace, restore("immut", **changed))
+        assert proc.returncode != 0 and "spec.region is immutable" in proc.stderr, proc.stderr
+    # Added to an object that had none: a rule on spec.region itself would not run (no old value).
+    assert apply_in(cluster, own_namespace, restore("no-region")).returncode == 0
+    proc = apply_in(cluster, own_namespace, restore("no-region", region="eu-west-1"))
+    assert proc.returncode != 0 and "spec.region is immutable" in proc.stderr, proc.stderr
+    assert apply_in(cluster, own_namespace, restore("no-region", ttl="1h", deletionPolicy="Delete")).returncode == 0
+
+
+def attach(name: str, **spec: Any) -> dict[str, Any]:
+    body = {"cluster": {"dbCluster": "orders"}, **spec}
+    return {"apiVersion": "dbops.dev/v1alpha1", "kind": "DBAttach", "metadata": {"name": name}, "spec": body}
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "field"),
+    [
+        ({"identifier": "a"}, {"identifier": "b"}, "spec.identifier"),
+        ({"identifier": "a"}, {"identifierPrefix": "a"}, "spec.identifier"),
+        ({"identifierPrefix": "a"}, {"identifier": "a"}, "spec.identifierPrefix"),
+        ({"identifierPrefix": "a"}, {"identifierPrefix": "b", "count": 2}, "spec.identifierPrefix"),
+        ({"identifier": "a"}, {"identifier": "a", "region": "eu-west-1"}, "spec.region"),
+        ({"identifier": "a", "region": "eu-west-1"}, {"identifier": "a"}, "spec.region"),
+    ],
+)
+def test_dbattach_names_and_region_are_immutable(
+    cluster: Cluster, own_namespace: str, before: dict[str, Any], after: dict[str, Any], field: str
+) -> None:
+    assert apply_in(cluster, own_namespace, attach("immut", **before)).returncode == 0
+    proc = apply_in(cluster, own_namespace, attach("immut", **after))
+    assert proc.returncode != 0 and f"{field} is immutable" in proc.stderr, proc.stderr
+    assert apply_in(cluster, own_namespace, attach("immut", **before, dbInstanceClass="db.r6g.large")).returncode == 0
 
 
 def test_endpoint_hostnames_of_every_partition_are_accepted(cluster: Cluster, own_namespace: str) -> None:
@@ -142,3 +174,37 @@ def test_example_is_admitted_by_the_api_server_and_parsed_by_the_models(
     models[ours[0]["kind"]].model_validate(ours[0]["spec"])
     proc = cluster.kubectl("apply", "--dry-run=server", "-n", own_namespace, "-f", str(path), check=False)
     assert proc.returncode == 0, proc.stderr
+
+
+def _object_paths(schema: dict[str, Any], path: str) -> list[str]:
+    """`path` and every object below it that has fields of its own (what kubectl explain lists)."""
+    subs = schema.get("properties", {})
+    return [path] * bool(subs) + [p for name, sub in subs.items() for p in _object_paths(sub, f"{path}.{name}")]
+
+
+def _undescribed(explained: str) -> list[str]:
+    """The fields kubectl explain lists with no description (it prints `<no description>` for them)."""
+    blocks = explained.split("FIELDS:", 1)[1].strip("\n").split("\n\n")
+    return [
+        block.split("\t")[0].strip()
+        for block in blocks
+        if not any(line.startswith("    ") and line.strip() != "<no description>" for line in block.splitlines())
+    ]
+
+
+def _words(text: str) -> str:
+    return " ".join(text.split())
+
+
+@pytest.mark.parametrize("res", RESOURCES, ids=[r.kind for r in RESOURCES])
+def test_kubectl_explain_describes_the_kind_and_every_spec_field(cluster: Cluster, res: Resource) -> None:
+    """As the API server publishes the schema: the kind, its spec and status, and each field under spec."""
+    kind = res.kind.lower()
+    explain = {p: cluster.kubectl("explain", p).stdout for p in (kind, f"{kind}.status")}
+    assert _words(res.description) in _words(explain[kind])
+    assert "<empty>" not in explain[f"{kind}.status"]
+    schema = crdgen.crd(res)["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    for path in _object_paths(schema, f"{kind}.spec"):
+        out = cluster.kubectl("explain", path).stdout
+        assert "<empty>" not in out and _undescribed(out) == [], f"kubectl explain {path}:\n{out}"
+    assert _words(schema["description"]) in _words(cluster.kubectl("explain", f"{kind}.spec").stdout)

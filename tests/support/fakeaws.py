@@ -7,6 +7,7 @@ It is moto's server, served over real HTTP (the operator only knows ``AWS_ENDPOI
   with ``delete_seconds > 0`` deleted ones linger as "deleting" before they disappear;
 * fault injection: the next N calls of an AWS action fail with a given HTTP status and error code;
 * call counting by action name (injected failures included);
+* ``age``: a DB instance's or cluster's creation time moved into the past (its clock, for ttls);
 * a JSON control API under ``/_fakeaws/`` (see ``FakeAWSApp._control``).
 
 Run: ``python -m tests.support.fakeaws --host 127.0.0.1 --port 5000`` from the repository root.
@@ -308,6 +309,8 @@ class FakeAWSApp:
                     for region, backend in backends.items()
                     for m in backend.sent_messages
                 ]
+            elif route == "age" and method == "POST":
+                result = {"aged": age(str(payload["identifier"]), float(payload["seconds"]))}
             elif route == "reset" and method == "POST":
                 from moto.moto_api._internal.models import moto_api_backend
 
@@ -319,6 +322,28 @@ class FakeAWSApp:
         except (KeyError, TypeError, ValueError) as exc:
             return _json(start_response, "400 Bad Request", {"error": repr(exc)})
         return _json(start_response, "200 OK", result)
+
+
+def age(identifier: str, seconds: float) -> int:
+    """Make a DB instance or cluster older: its creation time moves `seconds` into the past, as if the
+    stand-in's clock had run on for it (a ttl of hours is tested without waiting hours)."""
+    from datetime import timedelta
+
+    from moto.rds.models import rds_backends
+
+    aged = 0
+    with STATE.moto_lock:
+        for backends in rds_backends.values():
+            for backend in backends.values():
+                for table, attr in (
+                    (backend.databases, "instance_create_time"),
+                    (backend.clusters, "cluster_create_time"),
+                ):
+                    obj = table.get(identifier)
+                    if obj is not None and getattr(obj, attr, None) is not None:
+                        setattr(obj, attr, getattr(obj, attr) - timedelta(seconds=seconds))
+                        aged += 1
+    return aged
 
 
 def _json(start_response: StartResponse, status: str, payload: Any) -> list[bytes]:

@@ -103,6 +103,12 @@ class FakeAWS:
         result: list[dict[str, Any]] = self._control("GET", "ses-messages")
         return result
 
+    def age(self, identifier: str, seconds: float) -> None:
+        """Make a DB instance or cluster `seconds` older (its creation time moves into the past)."""
+        aged = self._control("POST", "age", {"identifier": identifier, "seconds": seconds})["aged"]
+        if not aged:
+            raise LookupError(f"no DB instance or cluster {identifier} to age")
+
     def reset(self) -> None:
         """Forget all AWS state, faults, call counts and config."""
         self._control("POST", "reset")

@@ -9,7 +9,7 @@ import pytest
 
 from dbops.core import types
 from dbops.core.types import Call, SpecError
-from dbops.models import DBRestoreSpec
+from dbops.models import TARGET_KIND_ONLY, DBRestoreSpec, KindOnly
 from dbops.restore import plan as restore_plan
 from dbops.restore import progress, removal, source
 from dbops.restore.plan import Existing, Plan, Source
@@ -230,6 +230,29 @@ def test_cluster_only_fields_are_refused_for_instances() -> None:
     s = spec(target={"identifier": "orders-copy", "instances": {"count": 2}})
     with pytest.raises(SpecError, match=r"spec\.target\.instances"):
         plan(s, observed(s))
+
+
+KIND_SAMPLES: dict[str, Any] = {
+    "instances": {"count": 1},
+    "dbClusterParameterGroupName": "aurora-pg16",
+    "multiAZ": False,
+    "dbInstanceClass": "db.r6g.large",
+    "optionGroupName": "default:postgres-16",
+}
+SOURCES: dict[str, dict[str, Any]] = {"instance": {"dbSnapshot": "orders-snap"}, "cluster": {"dbClusterSnapshot": "s"}}
+
+
+@pytest.mark.parametrize("only", TARGET_KIND_ONLY, ids=lambda o: f"{o.field}-{o.kind}")
+def test_kind_only_settings_are_refused_for_the_other_kind_in_the_admission_words(only: KindOnly) -> None:
+    """The operator's check and the CRD's CEL rules come from one table (TARGET_KIND_ONLY)."""
+    setting = {only.field: only.values[0] if only.values else KIND_SAMPLES[only.field]}
+    other = "cluster" if only.kind == "instance" else "instance"
+    wrong = spec(source=SOURCES[other], target={"identifier": "copy", **setting})
+    with pytest.raises(SpecError) as err:
+        restore_plan.check_kind_fields(wrong.target, source.source_ref(wrong, "us-east-1").kind)
+    assert err.value.message == only.message()
+    right = spec(source=SOURCES[only.kind], target={"identifier": "copy", **setting})
+    restore_plan.check_kind_fields(right.target, source.source_ref(right, "us-east-1").kind)
 
 
 @pytest.mark.parametrize(

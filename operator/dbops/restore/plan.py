@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from dbops.core.types import Call, Kind, SpecError, clean, owned_by, ownership_tags
-from dbops.models import DBRestoreSpec, Target
+from dbops.models import TARGET_KIND_ONLY, DBRestoreSpec, Target
 from dbops.restore.source import SourceRef, instance_names
 
 
@@ -93,20 +93,12 @@ def describe_source(source: Source, restore_time: datetime | None) -> tuple[str,
 
 
 def check_kind_fields(target: Target, kind: Kind) -> None:
-    """Fields that RDS takes for one kind only: refused on the other, naming the field. (The CRD's
-    CEL rules refuse the same at admission; this keeps a spec that bypassed them from being dropped.)"""
-    if kind == "cluster":
-        for value, name in (
-            (target.multi_az, "multiAZ"),
-            (target.option_group_name, "optionGroupName"),
-            (target.db_instance_class, "dbInstanceClass"),
-        ):
-            if value is not None:
-                hint = " (set spec.target.instances.dbInstanceClass)" if name == "dbInstanceClass" else ""
-                raise SpecError("InvalidSpec", f"spec.target.{name} applies to DB instances, not Aurora clusters{hint}")
-    elif target.instances is not None or target.db_cluster_parameter_group_name is not None:
-        bad = "instances" if target.instances is not None else "dbClusterParameterGroupName"
-        raise SpecError("InvalidSpec", f"spec.target.{bad} applies to Aurora clusters, not DB instances")
+    """Fields that RDS takes for one kind only: refused on the other, naming the field. The CRD's CEL
+    rules refuse the same (TARGET_KIND_ONLY) at admission; this covers objects admitted before them."""
+    written = target.model_dump(by_alias=True, exclude_none=True)
+    for only in TARGET_KIND_ONLY:
+        if not only.applies(kind, written):
+            raise SpecError("InvalidSpec", only.message())
 
 
 def _check_restore_time(source: Source, when: datetime | None) -> None:
