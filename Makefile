@@ -48,6 +48,8 @@ lint: venv
 	.venv/bin/ruff check operator tests hack
 	.venv/bin/ruff format --check operator tests hack
 	.venv/bin/mypy
+	@echo "==> import contracts (pyproject.toml [tool.importlinter])"
+	.venv/bin/lint-imports
 
 test: setup lint
 	@echo "==> tests (real kube-apiserver + etcd, moto server, PostgreSQL)"

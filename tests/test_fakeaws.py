@@ -1,6 +1,7 @@
 """Tests of the fake AWS server itself (tests/support/fakeaws.py), through boto3 over HTTP.
 
-The ``fake_aws`` fixture comes from tests/support/fakeaws_fixture.py via tests/conftest.py.
+These tests count every call the server receives: they run on a server of their own (``fake_aws`` is
+overridden below), never on the session's, which an operator of another test may still be calling.
 """
 
 from __future__ import annotations
@@ -10,19 +11,35 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from tests.support.fakeaws_fixture import FakeAWS, seed_cluster, seed_instance
+from tests.support.fakeaws_fixture import FakeAWS, seed_cluster, seed_instance, start_server, stop_server
 
 # botocore's ``max_attempts`` counts retries, ``total_max_attempts`` counts attempts.
 NO_RETRIES = Config(retries={"total_max_attempts": 1, "mode": "standard"})
 ONE_RETRY = Config(retries={"max_attempts": 1, "mode": "standard"})
 TIMEOUT = 60.0  # generous: the machine may be busy
+
+
+@pytest.fixture(scope="module")
+def private_fake_aws(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FakeAWS]:
+    fake, proc = start_server(tmp_path_factory.mktemp("fakeaws-private") / "server.log")
+    try:
+        yield fake
+    finally:
+        stop_server(proc)
+
+
+@pytest.fixture
+def fake_aws(private_fake_aws: FakeAWS) -> FakeAWS:
+    """This module's own server, reset to empty before each test."""
+    private_fake_aws.reset()
+    return private_fake_aws
 
 
 def watch(read_status: Callable[[], str], until: str = "available") -> tuple[list[str], float]:

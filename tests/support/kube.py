@@ -281,6 +281,18 @@ def start(workdir: pathlib.Path) -> Cluster:
     return Cluster(workdir, binaries, server, ca_file, tokens, kubeconfig, procs)
 
 
+def delete_all(cluster: Cluster, namespace: str, kinds: str, timeout: int = 60) -> None:
+    """Delete every object of `kinds` in a namespace; what a finalizer still holds after `timeout`
+    seconds (its operator gone) is let go, so that nothing outlives the test that made it."""
+    done = cluster.kubectl("delete", kinds, "--all", "-n", namespace, f"--timeout={timeout}s", check=False)
+    if done.returncode == 0:
+        return
+    for name in cluster.kubectl("get", kinds, "-n", namespace, "-o", "name", check=False).stdout.split():
+        cluster.kubectl(
+            "patch", name, "-n", namespace, "--type=merge", "-p", '{"metadata":{"finalizers":null}}', check=False
+        )
+
+
 def install_crds(cluster: Cluster, directory: pathlib.Path = ROOT / "crds") -> None:
     cluster.kubectl("apply", "--server-side", "-f", str(directory))
     cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", "-f", str(directory))

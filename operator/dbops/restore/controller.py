@@ -91,8 +91,12 @@ class RestoreController:
         return existing.target is None or (ref.kind == "cluster" and any(v is None for v in existing.members.values()))
 
     def _must_act(self, spec: DBRestoreSpec, ref: SourceRef, existing: Existing, p: Pass) -> bool:
-        """What the cache saw calls for an action or a failure: decide again on fresh data."""
-        if collision(spec, ref.kind, existing, p.uid) is not None or self._missing(spec, ref, existing):
+        """What the cache saw calls for an action or a failure: decide again on fresh data. (Missing
+        after the restore call is a report, not an action: dbops creates once. The batched poll keeps
+        telling whether it came back.)"""
+        if collision(spec, ref.kind, existing, p.uid) is not None:
+            return True
+        if self._missing(spec, ref, existing) and not p.status.get("restoreCallTime"):
             return True
         return spec.ttl is not None and progress.until(progress.expires_at(spec, existing.target), now()) == 0
 
