@@ -18,7 +18,7 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from tests.support.fakeaws_fixture import FakeAWS, seed_cluster, seed_instance, start_server, stop_server
+from tests.support.fakeaws_fixture import FakeAWS, running, seed_cluster, seed_instance
 
 # botocore's ``max_attempts`` counts retries, ``total_max_attempts`` counts attempts.
 NO_RETRIES = Config(retries={"total_max_attempts": 1, "mode": "standard"})
@@ -28,11 +28,8 @@ TIMEOUT = 60.0  # generous: the machine may be busy
 
 @pytest.fixture(scope="module")
 def private_fake_aws(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FakeAWS]:
-    fake, proc = start_server(tmp_path_factory.mktemp("fakeaws-private") / "server.log")
-    try:
+    with running(tmp_path_factory.mktemp("fakeaws-private") / "server.log") as fake:
         yield fake
-    finally:
-        stop_server(proc)
 
 
 @pytest.fixture

@@ -163,14 +163,21 @@ def start_server(log_path: Path) -> tuple[FakeAWS, subprocess.Popen[bytes]]:
 stop_server = _stop
 
 
-@pytest.fixture(scope="session")
-def fake_aws_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FakeAWS]:
-    """One fake AWS server subprocess for the whole session."""
-    fake, proc = start_server(tmp_path_factory.mktemp("fakeaws") / "server.log")
+@contextlib.contextmanager
+def running(log_path: Path) -> Iterator[FakeAWS]:
+    """A fake AWS server subprocess for the duration of the block."""
+    fake, proc = start_server(log_path)
     try:
         yield fake
     finally:
         _stop(proc)
+
+
+@pytest.fixture(scope="session")
+def fake_aws_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FakeAWS]:
+    """One fake AWS server subprocess for the whole session."""
+    with running(tmp_path_factory.mktemp("fakeaws") / "server.log") as fake:
+        yield fake
 
 
 @pytest.fixture
