@@ -137,20 +137,7 @@ class Sweep:
                 f"{orphan.namespace}/{orphan.name}, which no longer exists; its deletionPolicy was never applied"
             )
             log.warning("orphaned database: %s", message)
-            self.reporter.notify(
-                Record(
-                    kind=orphan.owner_kind,
-                    namespace=orphan.namespace,
-                    name=orphan.name,
-                    uid=orphan.uid,
-                    action="orphan-found",
-                    reason="OwnerGone",
-                    message=message,
-                    warning=True,
-                    target=orphan.identifier,
-                    details={"region": orphan.region, "handling": self.handle},
-                )
-            )
+            self._record(orphan, "orphan-found", message, warning=True, handling=self.handle)
         if self.handle == "snapshot" and time.monotonic() - self.first_seen[key] >= self.grace:
             self._remove(orphan)
 
@@ -166,16 +153,21 @@ class Sweep:
             self.aws.call(orphan.region, call.operation, **call.params)
             log.warning("orphaned database %s: %s", orphan.identifier, step.message)
         if step.calls:
-            self.reporter.notify(
-                Record(
-                    kind=orphan.owner_kind,
-                    namespace=orphan.namespace,
-                    name=orphan.name,
-                    uid=orphan.uid,
-                    action="orphan-removed",
-                    reason="OwnerGone",
-                    message=f"{step.message} (DBOPS_ORPHANS=snapshot)",
-                    target=orphan.identifier,
-                    details={"region": orphan.region},
-                )
+            self._record(orphan, "orphan-removed", f"{step.message} (DBOPS_ORPHANS=snapshot)")
+
+    def _record(self, orphan: Orphan, action: str, message: str, warning: bool = False, **details: Any) -> None:
+        """An audit record (and metrics, notifications) about a database whose object is gone."""
+        self.reporter.notify(
+            Record(
+                kind=orphan.owner_kind,
+                namespace=orphan.namespace,
+                name=orphan.name,
+                uid=orphan.uid,
+                action=action,
+                reason="OwnerGone",
+                message=message,
+                warning=warning,
+                target=orphan.identifier,
+                details={"region": orphan.region, **details},
             )
+        )
