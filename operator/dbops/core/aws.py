@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError, ConnectionError, ReadTimeoutError
+from botocore.exceptions import BotoCoreError, ClientError, ConnectionError, HTTPClientError
 from botocore.parsers import ResponseParserError
 
 from dbops.core.batch import Coalescer
@@ -86,8 +86,9 @@ def classify(exc: Exception, operation: str = "") -> AWSError:
             operation=operation or exc.operation_name,
             request_id=meta.get("RequestId"),
         )
-    if isinstance(exc, ConnectionError | ReadTimeoutError):
-        return AWSError("ConnectionError", str(exc), transient=True, operation=operation)
+    if isinstance(exc, ConnectionError | HTTPClientError):
+        # Refused, reset, closed mid-answer, timed out: the network or the endpoint, not the request.
+        return AWSError(type(exc).__name__, str(exc)[:300], transient=True, operation=operation)
     if isinstance(exc, ResponseParserError):
         # A reply that is not AWS's XML/JSON: an HTML error page from a proxy or an overloaded endpoint.
         return AWSError("ResponseParserError", str(exc)[:300], transient=True, operation=operation)

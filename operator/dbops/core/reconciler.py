@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 
 RETRY_ANNOTATION = "dbops.dev/retry"
 THROTTLED = "Throttled"  # a condition the core sets on any kind
+K8S_BACKOFF = 10.0  # seconds: the longest wait between passes that failed on the API server
 Key = tuple[str, str, str]  # (plural, namespace, name)
 
 
@@ -154,7 +155,7 @@ class Reconciler:
         resync: float,
         workers: int,
         is_leader: Callable[[], bool] = lambda: True,
-        max_backoff: float = 300.0,
+        max_backoff: float = 60.0,
         observe_pass: Callable[[str, float], None] | None = None,
     ) -> None:
         self.services = services
@@ -267,15 +268,12 @@ class Reconciler:
             if self._still_failed(key, p):
                 return self.resync
             outcome = controller.reconcile(p)
+            self._clear_failure(key)
+            self._write(key, p, outcome)  # a status the API server did not take is written by the next pass
+            if outcome.finalizer:  # (else the next pass puts it on, before any create at the latest)
+                p.body = self.services.kube.set_finalizer(controller.plural, p.body, present=True)
         except (GoneError, SpecError, ValidationError, AWSError, kube_mod.K8sError) as exc:
             return self._on_error(key, p, exc)
-        self._clear_failure(key)
-        self._write(key, p, outcome)
-        if outcome.finalizer:
-            try:
-                p.body = self.services.kube.set_finalizer(controller.plural, p.body, present=True)
-            except kube_mod.K8sError:
-                return self._backoff(key)  # the next pass puts it on (before any create, at the latest)
         return self._next(key, outcome.requeue)
 
     def _on_error(self, key: Key, p: Pass, exc: Exception) -> float:
@@ -295,7 +293,7 @@ class Reconciler:
         log.warning(
             "%s %s/%s: the API server did not answer (%s); retrying", p.controller.kind, p.namespace, p.name, exc
         )
-        return self._backoff(key)
+        return self._backoff(key, K8S_BACKOFF)
 
     def _finalize(self, key: Key, p: Pass) -> float | None:
         try:
@@ -311,7 +309,7 @@ class Reconciler:
             note = Note("delete-failed", failure.code, message, True, {"aws_request_id": failure.request_id})
             outcome = Outcome(view, notes=[note], requeue=self._backoff(key))
         except kube_mod.K8sError:
-            return self._backoff(key)
+            return self._backoff(key, K8S_BACKOFF)
         if outcome.done:
             self._post(p, outcome.notes)
             self.services.kube.set_finalizer(p.controller.plural, p.body, present=False)
@@ -386,7 +384,7 @@ class Reconciler:
         try:
             self._write(key, p, Outcome(view, notes=notes))
         except kube_mod.K8sError:
-            return self._backoff(key)
+            return self._backoff(key, K8S_BACKOFF)
         with self._lock:
             mem = self.memory.get(key)
             if mem is not None:
@@ -427,13 +425,16 @@ class Reconciler:
             self._write(key, p, Outcome(view, notes=[note]))
         return delay
 
-    def _backoff(self, key: Key) -> float:
+    def _backoff(self, key: Key, cap: float | None = None) -> float:
+        """2, 4, 8 ... seconds, up to `cap`: AWS failures wait up to a minute (the shared budget paces
+        the rest); the API server's only up to K8S_BACKOFF, so that its return is noticed at once (its
+        watch brings nothing new: the objects did not change while it was away)."""
         with self._lock:
             mem = self.memory.get(key)
             attempts = mem.attempts if mem else 0
             if mem is not None:
                 mem.attempts += 1
-        return float(min(self.max_backoff, 2.0 * 2 ** min(attempts, 10)))
+        return float(min(self.max_backoff if cap is None else cap, 2.0 * 2 ** min(attempts, 10)))
 
 
 def _throttled(previous: dict[str, Any], waited: float) -> Cond | None:
