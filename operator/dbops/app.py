@@ -65,7 +65,7 @@ def build(cfg: Settings, health: Health) -> Services:
             burst=cfg.aws_burst,
         )
     )
-    kube = Kube()
+    kube = Kube(pool=cfg.max_workers + 8)
     reporter = Reporter(Recorder(kube, cfg.event_component, cfg.pod_name))
     m = metrics.Metrics()
     metrics.subscribe(m, reporter, aws)

@@ -269,5 +269,5 @@ def test_outages_of_the_api_server_etcd_and_aws_and_a_stalled_loop(
         ]
         results = [f.result() for f in futures]
     print("\n" + "\n".join(results))
-    for ns in (aws_ns, stall_ns):
-        kube.delete_all(cluster, ns, "dbrestores.dbops.dev")
+    for ns in (aws_ns, stall_ns):  # their operators are gone: finalizers are let go after a short wait
+        kube.delete_all(cluster, ns, "dbrestores.dbops.dev", timeout=10)

@@ -307,7 +307,9 @@ def start(workdir: pathlib.Path) -> Cluster:
 def delete_all(cluster: Cluster, namespace: str, kinds: str, timeout: int = 60) -> None:
     """Delete every object of `kinds` in a namespace; what a finalizer still holds after `timeout`
     seconds (its operator gone) is let go, so that nothing outlives the test that made it."""
-    done = cluster.kubectl("delete", kinds, "--all", "-n", namespace, f"--timeout={timeout}s", check=False)
+    done = cluster.kubectl(
+        "delete", kinds, "--all", "-n", namespace, f"--timeout={timeout}s", check=False, timeout=timeout + 60
+    )
     if done.returncode == 0:
         return
     for name in cluster.kubectl("get", kinds, "-n", namespace, "-o", "name", check=False).stdout.split():

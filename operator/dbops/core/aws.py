@@ -176,6 +176,7 @@ class Aws:
     def __init__(self, config: AwsConfig) -> None:
         self.config = config
         self._clients: dict[tuple[str, str], Client] = {}
+        self._session: Any = None
         self._buckets: dict[str, TokenBucket] = {}
         self._lock = threading.Lock()
         self.observers: list[CallObserver] = []
@@ -200,7 +201,11 @@ class Aws:
                     connect_timeout=self.config.connect_timeout,
                     read_timeout=self.config.read_timeout,
                 )
-                new = boto3.session.Session().client(service, config=cfg)  # type: ignore[call-overload]
+                if self._session is None:
+                    # One session for every client: its loader keeps each service model once, where a
+                    # session per client costs about 10 MiB per region and service.
+                    self._session = boto3.session.Session()
+                new = self._session.client(service, config=cfg)
                 # before-send fires before each HTTP attempt (botocore's retries included): every
                 # attempt waits for budget; response-received counts each attempt's outcome.
                 new.meta.events.register("before-send", self._pace)

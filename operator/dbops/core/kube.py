@@ -35,10 +35,11 @@ class ConflictError(K8sError):
 class Kube:
     """One API client per process (made at startup, kept in kopf's memo)."""
 
-    def __init__(self, request_timeout: float = 20.0) -> None:
+    def __init__(self, request_timeout: float = 20.0, pool: int = 24) -> None:
         self._api: kubernetes.client.ApiClient | None = None
         self._lock = threading.Lock()
         self.timeout = request_timeout
+        self.pool = pool
 
     def api(self) -> kubernetes.client.ApiClient:
         with self._lock:
@@ -49,6 +50,9 @@ class Kube:
                     kubernetes.config.load_kube_config()  # type: ignore[no-untyped-call]
                 config = kubernetes.client.Configuration.get_default_copy()
                 config.retries = 1  # a pass that fails is retried by a later pass: no pile of urllib3 retries
+                # A connection for every worker and the event poster: a smaller pool discards a connection
+                # after each burst and pays a new TLS handshake for the next request.
+                config.connection_pool_maxsize = self.pool
                 self._api = kubernetes.client.ApiClient(config)
                 for token in (self._api.configuration.api_key or {}).values():  # kubeconfig's or the pod's
                     redact.register(str(token).removeprefix("Bearer "))
