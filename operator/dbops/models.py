@@ -401,6 +401,148 @@ class Target(Model):
     )
 
 
+# --- verification: SQL probes against the restored database (DBRestore spec.verify) -------------------
+
+PROBE_NAME = Syntax(
+    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
+    "1 to {max} lower-case letters, digits or hyphens, starting and ending with a letter or digit",
+    63,
+)
+DATABASE_NAME = Syntax(
+    r"^[A-Za-z_][A-Za-z0-9_$-]*$",
+    "a database name: 1 to {max} letters, digits, underscores, dollar signs or hyphens, starting with a letter or "
+    "an underscore",
+    63,
+)
+MAX_PROBES = 20
+MAX_QUERY = 4096
+MAX_ROWS = 10000  # minRows is counted by fetching rows: a bound keeps a probe's memory small
+PROBE_TIMEOUT = (("1s", 1), ("10m", 600))
+CONNECT_WITHIN = (("0s", 0), ("6h", 6 * 3600))
+
+
+class Comparison(Model):
+    """The first column of the first row, read as a number, compared with a bound."""
+
+    op: Literal["<", "<=", "==", "!=", ">=", ">"] = Field(description="How the value compares: <, <=, ==, !=, >= or >.")
+    value: float = Field(description="The bound, e.g. 1000 for a row count.")
+
+
+class Expectation(Model):
+    """What the probe's result must be: exactly one of the fields."""
+
+    model_config = validations(exactly_one("minRows", "compare", "equals"))
+    min_rows: int | None = Field(
+        None, ge=1, le=MAX_ROWS, description=f"The query returns at least this many rows (1 to {MAX_ROWS})."
+    )
+    compare: Comparison | None = Field(None, description="The first column of the first row compared with a number.")
+    equals: str | None = Field(
+        None, max_length=ceiling(256), description="The first column of the first row, as text, equals this."
+    )
+
+
+class Probe(Model):
+    """One query run against the restored database, in a read-only transaction, and what it must return."""
+
+    name: str = text("Name of the probe, as status and the audit trail show it.", PROBE_NAME, default=...)
+    query: str = Field(
+        description=f"A SQL query (at most {MAX_QUERY} characters), run read-only, e.g. a count of the "
+        "orders of the last day.",
+        max_length=ceiling(MAX_QUERY),
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                rule(f"size(self.trim()) >= 1 && size(self) <= {MAX_QUERY}", f"must be 1 to {MAX_QUERY} characters")
+            ]
+        },
+    )
+    expect: Expectation = Field(description="What the result must be.")
+
+
+class CASecretRef(Model):
+    """A CA certificate (PEM) in a Secret of the DBRestore's namespace."""
+
+    name: str = text("Secret in the DBRestore's namespace.", OBJECT_NAME, default=...)
+    key: str = text("Key in the Secret's data holding the PEM certificate(s).", SECRET_KEY, default="ca.crt")
+
+
+class VerifyTLS(Model):
+    """TLS to the restored database's endpoint."""
+
+    model_config = validations(
+        rule(
+            "!has(self.caSecretRef) || self.mode == 'verify-full' || self.mode == 'verify-ca'",
+            "needs mode verify-full or verify-ca (the other modes check no certificate)",
+            field=".caSecretRef",
+        )
+    )
+    mode: Literal["verify-full", "verify-ca", "require", "disable"] = Field(
+        "verify-full",
+        description="verify-full (default): encrypted, the server's certificate chain and host name checked; "
+        "verify-ca: the chain only; require: encrypted, nothing checked; disable: no TLS.",
+    )
+    ca_secret_ref: CASecretRef | None = Field(
+        None,
+        description="The CA to trust. Default: the RDS CA bundle the operator is given (DBOPS_RDS_CA_BUNDLE, "
+        "AWS's global-bundle.pem).",
+    )
+
+
+class Verify(Model):
+    """What "the restore worked" means: SQL probes the operator runs against the restored database once it is
+    available (once per generation), with the master user and the password spec.masterPassword set. Results go
+    to status.verification and the Verified condition; a probe that fails, or a database that cannot be
+    reached within connectWithin, fails the DBRestore. Only the value a probe checks (at most 64 characters)
+    and row counts ever reach status: no other columns, no rows, no credentials."""
+
+    probes: list[Probe] = Field(
+        min_length=1,
+        max_length=ceiling(MAX_PROBES),
+        description=f"The probes, run in order (1 to {MAX_PROBES}; names are unique).",
+        json_schema_extra={
+            "x-kubernetes-list-type": "map",
+            "x-kubernetes-list-map-keys": ["name"],
+            "x-kubernetes-validations": [
+                rule(f"size(self) >= 1 && size(self) <= {MAX_PROBES}", f"must have 1 to {MAX_PROBES} probes")
+            ],
+        },
+    )
+    database: str | None = text(
+        "Database to connect to. Default: postgres for PostgreSQL engines, none for MySQL and MariaDB.",
+        DATABASE_NAME,
+    )
+    timeout: str = text(
+        "How long one probe (its connection and query) may take: a duration from "
+        f"{PROBE_TIMEOUT[0][0]} to {PROBE_TIMEOUT[1][0]}.",
+        DURATION,
+        *duration_between(*PROBE_TIMEOUT),
+        default="30s",
+    )
+    connect_within: str = text(
+        "How long after the database became available dbops keeps trying to connect (the password being "
+        "applied, DNS) before the verification fails: a duration up to "
+        f"{CONNECT_WITHIN[1][0]}.",
+        DURATION,
+        *duration_between(*CONNECT_WITHIN),
+        default="10m",
+    )
+    tls: VerifyTLS | None = Field(None, description="TLS to the endpoint (default: verify-full with the RDS CA).")
+
+
+# The rules of a DBRestore spec that hold as they are for a drill's template (DrillTemplate) too.
+RESTORE_RULES = (
+    same_region("source.dbSnapshot", snapshot_ref("snapshot"), ":", 3),
+    same_region("source.dbClusterSnapshot", snapshot_ref("cluster-snapshot"), ":", 3),
+    same_region("source.latestSnapshot.endpoint", HOSTNAME, ".", 2),
+    same_region("source.pointInTime.endpoint", HOSTNAME, ".", 2),
+    *(only.rule() for only in TARGET_KIND_ONLY),
+    rule(
+        "!has(self.verify) || has(self.masterPassword)",
+        "needs spec.masterPassword: dbops connects as the master user, with the password it set",
+        field=".verify",
+    ),
+)
+
+
 class DBRestoreSpec(Model):
     """What to restore, where, and what happens to the database afterwards."""
 
@@ -411,11 +553,7 @@ class DBRestoreSpec(Model):
             field=".ttl",
         ),
         fixed_once_created("region"),
-        same_region("source.dbSnapshot", snapshot_ref("snapshot"), ":", 3),
-        same_region("source.dbClusterSnapshot", snapshot_ref("cluster-snapshot"), ":", 3),
-        same_region("source.latestSnapshot.endpoint", HOSTNAME, ".", 2),
-        same_region("source.pointInTime.endpoint", HOSTNAME, ".", 2),
-        *(only.rule() for only in TARGET_KIND_ONLY),
+        *RESTORE_RULES,
     )
     source: Source = Field(description="Where the data comes from.")
     target: Target = Field(description="The new database.")
@@ -432,6 +570,9 @@ class DBRestoreSpec(Model):
         "mistake: a restore alone takes longer, and RDS bills a started instance for 10 minutes anyway.",
         DURATION,
         *duration_between(TTL_MIN, TTL_MAX),
+    )
+    verify: Verify | None = Field(
+        None, description="SQL probes that prove the restored database holds the right data (see Verify)."
     )
 
 
@@ -451,7 +592,34 @@ CONDITIONS_EXTRA: dict[str, Any] = {
     "x-kubernetes-list-map-keys": ["type"],
 }
 
-Phase = Literal["Pending", "Restoring", "Available", "Degraded", "Failed", "Deleting", "Expired"]
+Phase = Literal["Pending", "Restoring", "Verifying", "Available", "Degraded", "Failed", "Deleting", "Expired"]
+
+
+class ProbeResult(Model):
+    """One probe's outcome: what was expected and what was seen (a count, or the value checked, bounded)."""
+
+    name: str = Field(max_length=63)
+    result: Literal["Passed", "Failed", "Error"] = Field(
+        description="Passed, Failed (the expectation was not met) or Error (the query did not run)."
+    )
+    expected: str | None = Field(None, max_length=512, description="The expectation in words.")
+    observed: str | None = Field(None, max_length=512, description="What the query returned: a count or the value.")
+    message: str | None = Field(None, max_length=1024, description="Why it failed or could not run.")
+    seconds: float | None = Field(None, description="How long the probe took.")
+
+
+class Verification(Model):
+    """The outcome of spec.verify for the generation in the Verified condition."""
+
+    result: Literal["Passed", "Failed"] | None = None
+    reason: str | None = Field(None, max_length=128)
+    message: str | None = Field(None, max_length=1024)
+    engine: str | None = Field(None, max_length=64)
+    database: str | None = Field(None, max_length=64)
+    tls: str | None = Field(None, max_length=32, description="The TLS mode the probes connected with.")
+    started_at: datetime | None = Field(None, description="When the first attempt to connect was made.")
+    completed_at: datetime | None = Field(None, description="When the verification ended.")
+    probes: list[ProbeResult] | None = Field(None, max_length=40)
 
 
 class DBRestoreStatus(Model):
@@ -461,8 +629,9 @@ class DBRestoreStatus(Model):
 
     phase: Phase | None = Field(
         None,
-        description="Pending, Restoring, Available, Degraded (available but not usable as asked, e.g. the "
-        "password Secret cannot be read), Failed, Deleting, or Expired (removed by the ttl).",
+        description="Pending, Restoring, Verifying (available, spec.verify's probes running), Available, Degraded "
+        "(available but not usable as asked, e.g. the password Secret cannot be read), Failed, Deleting, or "
+        "Expired (removed by the ttl).",
     )
     conditions: list[Condition] | None = Field(None, json_schema_extra=CONDITIONS_EXTRA)
     observed_generation: int | None = None
@@ -485,6 +654,10 @@ class DBRestoreStatus(Model):
         None, description="When dbops made the restore call (or found its own database after a restart)."
     )
     completion_time: datetime | None = Field(None, description="When the database first became available.")
+    snapshot_time: datetime | None = Field(
+        None, description="When the snapshot restored was taken (its creation time in RDS): the data's age."
+    )
+    verification: Verification | None = Field(None, description="The outcome of spec.verify.")
     expires_at: datetime | None = Field(
         None, description="When the ttl removes the database: its creation time in RDS plus spec.ttl."
     )
