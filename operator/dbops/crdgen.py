@@ -98,6 +98,8 @@ def crd(res: Resource) -> dict[str, Any]:
             "status": status,
         },
     }
+    if res.rules:  # rules on the object itself (CEL sees metadata.name there): their messages name the field
+        schema["x-kubernetes-validations"] = list(res.rules)
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
