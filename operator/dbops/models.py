@@ -992,7 +992,8 @@ RESOURCES = [
             {"name": "Last Run", "type": "date", "jsonPath": ".status.lastRunTime"},
             {"name": "Last Result", "type": "string", "jsonPath": ".status.lastResult"},
             {"name": "Last RTO", "type": "string", "jsonPath": ".status.lastRto"},
-            {"name": "Next Run", "type": "date", "jsonPath": ".status.nextScheduleTime"},
+            # A time to come: kubectl shows a future "date" as <invalid>, so the timestamp itself (UTC).
+            {"name": "Next Run", "type": "string", "jsonPath": ".status.nextScheduleTime"},
             *AGE_AND_MESSAGE,
         ],
         rules=[

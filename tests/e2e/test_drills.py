@@ -123,8 +123,21 @@ def test_drills_prove_the_backup_and_keep_the_evidence(
         st = obj["status"]
         assert st["lastResult"] == "Passed" and st["lastRto"] and st["lastSuccessfulTime"]
         assert st["lastRunNow"] == "first" and st["scheduleDescription"] == "At 03:00 on January 1 (UTC)"
-        columns = cluster.kubectl("get", "dbrs", "orders", "-n", namespace).stdout.splitlines()[0].split()
-        assert columns == ["NAME", "SCHEDULE", "LAST", "RUN", "LAST", "RESULT", "LAST", "RTO", "NEXT", "RUN", "AGE"]
+        header, row = cluster.kubectl("get", "dbrs", "orders", "-n", namespace).stdout.splitlines()
+        assert header.split() == [
+            "NAME",
+            "SCHEDULE",
+            "LAST",
+            "RUN",
+            "LAST",
+            "RESULT",
+            "LAST",
+            "RTO",
+            "NEXT",
+            "RUN",
+            "AGE",
+        ]
+        assert st["nextScheduleTime"] in row and "<invalid>" not in row, row  # a time to come, as a timestamp
 
         run_now(cluster, "orders", namespace, "second")
         wait_runs(cluster, "orders", namespace, finished(2))
@@ -190,6 +203,44 @@ def test_drills_prove_the_backup_and_keep_the_evidence(
     assert all(r["rto_seconds"] and r["rpo_seconds"] and r["snapshot_time"] and r["target"] for r in drills)
     assert drills[2]["probes"] == "enough-orders=Failed" and drills[0]["source"].startswith("snapshot:")
     assert all(pg_data.password not in json.dumps(r) for r in rows)
+
+
+def test_a_drill_that_cannot_connect_fails_with_the_reason_and_its_database_still_goes(
+    cluster: Cluster, operator: Operator, fake_aws: FakeAWS, namespace: str
+) -> None:
+    """The drill database answers nowhere: the run fails with ConnectFailed in the schedule's status and the
+    audit trail, and its ttl still removes the database per deletionPolicy (Snapshot: a final snapshot)."""
+    rds = fake_aws.client("rds")
+    src = seed_instance(rds, "ledger")
+    fake_aws.restores_to(src.snapshot_identifier, "127.0.0.1", 9)  # nothing listens on the discard port
+    cluster.apply(secret("drill-password", namespace, password="not-a-real-one"))
+    verify = {"connectWithin": "4s", "timeout": "2s", "tls": {"mode": "disable"}, "probes": GOOD_PROBES[:1]}
+    tmpl = template(src.snapshot_identifier, "ledger-drill", verify, deletionPolicy="Snapshot")
+    cluster.apply(schedule("ledger", namespace, tmpl))
+    cluster.wait_for(PLURAL, "ledger", namespace, lambda o: (o.get("status") or {}).get("phase"), what="seen")
+    run_now(cluster, "ledger", namespace, "today")
+    (run,) = wait_runs(cluster, "ledger", namespace, finished(1))
+    assert (run["result"], run["reason"]) == ("Failed", "ConnectFailed"), run
+    assert "127.0.0.1:9" in run["message"] and "not-a-real-one" not in json.dumps(runs_of(cluster, "ledger", namespace))
+
+    # The drill database's ttl is up (the fake AWS's clock moved on): it goes, with a final snapshot.
+    fake_aws.age(run["target"], 7200)
+    eventually(
+        lambda: (
+            not rds.describe_db_instances(Filters=[{"Name": "db-instance-id", "Values": [run["target"]]}])[
+                "DBInstances"
+            ]
+        ),
+        timeout=60,
+        what=f"{run['target']} deleted",
+    )
+    snaps = rds.describe_db_snapshots(DBInstanceIdentifier=run["target"])["DBSnapshots"]
+    assert len(snaps) == 1 and snaps[0]["DBSnapshotIdentifier"].startswith(f"{run['target']}-final-"), snaps
+    assert [r["result"] for r in runs_of(cluster, "ledger", namespace)] == ["Failed"]  # the evidence stays
+    rows = [r for r in audit_csv(operator, "--kind", "DBRestoreSchedule", "-o", "csv") if r["namespace"] == namespace]
+    assert [(r["action"], r["reason"]) for r in rows if r["action"].startswith("drill-")] == [
+        ("drill-failed", "ConnectFailed")
+    ], rows
 
 
 def test_replace_deletes_the_unfinished_run_for_the_new_one(
