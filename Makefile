@@ -1,12 +1,12 @@
 # Everyday commands. `make test` sets up everything it needs first (Python env, cluster binaries,
-# PostgreSQL) and is what CI runs (.ci/run).
+# PostgreSQL, MariaDB) and is what CI runs (.ci/run).
 SHELL := /bin/bash
 PY := .venv/bin/python
 VENV_STAMP := .venv/.synced
-PG_ENV = eval "$$(hack/postgres.sh start)"
+PG_ENV = eval "$$(hack/postgres.sh start)" && eval "$$(hack/mariadb.sh start)"
 PYTEST_ARGS ?=
 
-.PHONY: setup system venv k8s promtool postgres crds lock lint test security demo bench clean
+.PHONY: setup system venv k8s promtool postgres mariadb crds lock lint test security demo bench clean
 
 setup: system venv k8s promtool
 
@@ -31,6 +31,10 @@ promtool:
 
 postgres:
 	@hack/postgres.sh start
+
+# MariaDB for the restore verification tests on MySQL engines (tests/e2e/test_verify.py).
+mariadb:
+	@hack/mariadb.sh start
 
 # Regenerate crds/ (and the copy kustomize reads in manifests/base/crds) from operator/dbops/models.py
 # (tests fail when they drift).

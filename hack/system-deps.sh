@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # System packages the project needs beyond what the machine ships (Go, Python 3.11): make, PostgreSQL
-# (the audit database of the tests), python3-venv, shellcheck (make security).
+# (the audit database of the tests), MariaDB (restore verification on MySQL engines, hack/mariadb.sh),
+# python3-venv, shellcheck (make security).
 set -euo pipefail
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 need=()
 command -v make >/dev/null || need+=(make)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
+[ -x /usr/sbin/mariadbd ] || need+=(mariadb-server)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
 command -v shellcheck >/dev/null || need+=(shellcheck) # make security; actionlint checks workflow scripts with it
 if [ ${#need[@]} -gt 0 ]; then

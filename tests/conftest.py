@@ -60,11 +60,12 @@ def operator(shared_operator: Operator, fake_aws: FakeAWS) -> Iterator[Operator]
 
 @pytest.fixture
 def namespace(cluster: kube.Cluster) -> Iterator[str]:
-    """A fresh namespace the shared operator watches; its DBRestores and DBAttaches are deleted after the
-    test, so that the shared operator does not keep looking at (and calling AWS for) another test's."""
+    """A fresh namespace the shared operator watches; its DBRestoreSchedules, DBRestores and DBAttaches are
+    deleted after the test, so that the shared operator does not keep looking at (and calling AWS for) another
+    test's."""
     name = cluster.create_namespace(SHARED_PREFIX)
     yield name
-    kube.delete_all(cluster, name, "dbrestores.dbops.dev,dbattaches.dbops.dev")
+    kube.delete_all(cluster, name, "dbrestoreschedules.dbops.dev,dbrestores.dbops.dev,dbattaches.dbops.dev")
 
 
 @pytest.fixture

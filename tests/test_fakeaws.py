@@ -353,3 +353,26 @@ def test_delete_lingers_as_deleting(fake_aws: FakeAWS) -> None:
     seen, _ = watch(gone(lambda: cluster_status(rds, "ledger")), until="DBClusterNotFoundFault")
     assert seen[-1] == "DBClusterNotFoundFault"
     assert set(seen) <= {"deleting", "DBClusterNotFoundFault"}
+
+
+def test_a_restore_answers_where_its_snapshot_data_lives(fake_aws: FakeAWS) -> None:
+    """restores_to: what is restored from a snapshot reports that snapshot's address and port as its endpoint
+    (a real local database the verification probes reach), with create_seconds of its own; others do not."""
+    rds = fake_aws.client("rds")
+    src = seed_instance(rds, "orders", master_username="drill_user")
+    other = seed_instance(rds, "billing")
+    fake_aws.restores_to(src.snapshot_identifier, "127.0.0.1", 55432, create_seconds=1)
+    rds.restore_db_instance_from_db_snapshot(
+        DBInstanceIdentifier="orders-drill", DBSnapshotIdentifier=src.snapshot_identifier
+    )
+    rds.restore_db_instance_from_db_snapshot(
+        DBInstanceIdentifier="billing-copy", DBSnapshotIdentifier=other.snapshot_identifier
+    )
+    db = rds.describe_db_instances(DBInstanceIdentifier="orders-drill")["DBInstances"][0]
+    assert db["Endpoint"] == {"Address": "127.0.0.1", "Port": 55432} and db["MasterUsername"] == "drill_user"
+    seen, _ = watch(lambda: instance_status(rds, "orders-drill"))
+    assert seen[0] == "creating" and seen[-1] == "available"
+    plain = rds.describe_db_instances(DBInstanceIdentifier="billing-copy")["DBInstances"][0]
+    assert plain["Endpoint"]["Address"].endswith(".rds.amazonaws.com")
+    fake_aws.reset()
+    assert fake_aws._control("GET", "restores") == {}

@@ -71,7 +71,7 @@ def _when(text: str | None) -> datetime.datetime | None:
 
 
 def _audit(args: argparse.Namespace) -> int:
-    """List audit records, oldest first, as a table or JSON."""
+    """List audit records, oldest first, as a table, JSON or CSV (an auditor's export: every record)."""
     import json
 
     from dbops import audit, settings
@@ -86,12 +86,14 @@ def _audit(args: argparse.Namespace) -> int:
         action=args.action,
         since=_when(args.since),
         until=_when(args.until),
-        limit=args.limit,
+        limit=args.limit if args.limit is not None else (0 if args.output == "csv" else 200),
     )
     with audit.connect(url) as engine:
         rows = audit.query(engine, q)
     if args.output == "json":
         print(json.dumps(rows, indent=1, default=str))
+    elif args.output == "csv":
+        sys.stdout.write(audit.render_csv(rows))
     else:
         print(audit.render_table(rows))
     return 0
@@ -112,12 +114,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("-u", "--user", help="the requesting user")
     p.add_argument("-t", "--target", help="the target DB identifier")
     p.add_argument("--name", help="the DBRestore/DBAttach name")
-    p.add_argument("--kind", choices=["DBRestore", "DBAttach"])
-    p.add_argument("--action", help="requested, restore-started, available, failed, deleted, ...")
+    p.add_argument("--kind", choices=["DBRestore", "DBAttach", "DBRestoreSchedule"])
+    p.add_argument("--action", help="requested, restore-started, available, failed, deleted, drill-passed, ...")
     p.add_argument("--since", help="ISO time (UTC unless given) or a duration back from now: 30m, 2h, 7d")
     p.add_argument("--until", help="ISO time or a duration back from now")
-    p.add_argument("--limit", type=int, default=200, help="newest N records (default 200)")
-    p.add_argument("-o", "--output", choices=["table", "json"], default="table")
+    p.add_argument("--limit", type=int, help="newest N records (default 200; -o csv: all)")
+    p.add_argument("-o", "--output", choices=["table", "json", "csv"], default="table")
     p.set_defaults(func=_audit)
     args = parser.parse_args(argv)
     return int(args.func(args))

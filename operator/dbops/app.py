@@ -29,10 +29,11 @@ from dbops.core.reconciler import Controller, Reconciler
 from dbops.core.report import Reporter
 from dbops.models import GROUP, VERSION
 from dbops.restore.controller import RestoreController
+from dbops.schedule.controller import ScheduleController
 from dbops.settings import Settings, get
 
 log = logging.getLogger(__name__)
-PLURALS = ("dbrestores", "dbattaches")
+PLURALS = ("dbrestores", "dbattaches", "dbrestoreschedules")
 SERVICE_ACCOUNT_NAMESPACE = pathlib.Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
 
@@ -74,6 +75,7 @@ def build(cfg: Settings, health: Health) -> Services:
     controllers: list[Controller] = [
         RestoreController(aws, fast, slow, cfg.region, cfg.poll_interval),
         AttachController(aws, fast, slow, cfg.region, cfg.poll_interval),
+        ScheduleController(cfg.poll_interval, m.observe_schedule, m.forget_schedule),
     ]
     leadership = _leadership(cfg) if cfg.leader_election else None
     services_box: dict[str, Any] = {}
@@ -194,9 +196,20 @@ def _wake(plural: str) -> Any:
             return
         body = event.get("object") or {}
         services.reconciler.wake(plural, dict(body), deleted=event.get("type") == "DELETED")
+        for owner in _schedules_owning(body):  # a run's change is its schedule's news
+            services.reconciler.nudge("dbrestoreschedules", str(body["metadata"].get("namespace")), owner)
 
     wake.__name__ = f"wake_{plural}"
     return wake
+
+
+def _schedules_owning(body: Any) -> list[str]:
+    refs = (body.get("metadata") or {}).get("ownerReferences") or []
+    return [
+        str(r.get("name"))
+        for r in refs
+        if r.get("kind") == "DBRestoreSchedule" and r.get("apiVersion", "").startswith(GROUP)
+    ]
 
 
 for _plural in PLURALS:

@@ -86,7 +86,7 @@ def crd(res: Resource) -> dict[str, Any]:
     # Status is the operator's, not a user's: its enums stay (they never meet a user's mistake).
     status = openapi_schema(res.status, "status")
     status.setdefault("description", f"What the operator observed of this {res.kind}; written only by the operator.")
-    schema = {
+    schema: dict[str, Any] = {
         "type": "object",
         "description": res.description,
         "required": ["spec"],
@@ -98,6 +98,8 @@ def crd(res: Resource) -> dict[str, Any]:
             "status": status,
         },
     }
+    if res.rules:  # rules on the object itself (CEL sees metadata.name there): their messages name the field
+        schema["x-kubernetes-validations"] = list(res.rules)
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",

@@ -9,7 +9,7 @@ from __future__ import annotations
 import platform
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from importlib import metadata
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, Info, start_http_server
@@ -22,6 +22,9 @@ from dbops.core.aws import THROTTLING_CODES, Aws
 # From seconds (tests, small instances) to hours (large Aurora clusters).
 DURATION_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 900, 1200, 1800, 2700, 3600, 5400, 7200, 10800, 14400, 21600)
 RECONCILE_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+# The age of the data a drill restored: from minutes (a fresh snapshot) to weeks.
+RPO_BUCKETS = (60, 300, 900, 1800, 3600, 7200, 14400, 28800, 43200, 86400, 172800, 345600, 604800, 1209600, 2592000)
+DRILLS = {"drill-passed": "passed", "drill-failed": "failed", "drill-skipped": "skipped"}
 
 # Actions that begin, continue and end a restore or attach (report.Record.action).
 STARTING = frozenset({"requested"})
@@ -123,13 +126,72 @@ class Metrics:
             ["channel"],
             registry=registry,
         )
+        self._drills(registry)
         # kind -> uid -> when this process first saw it in flight (epoch seconds).
         self._flights: dict[str, dict[str, float]] = {}
         self._lock = threading.Lock()
-        registry.register(_OldestInFlight(self))
+        registry.register(_oldest_in_flight(self))
         for kind in KINDS:  # zeros from the start: dashboards and rate() see the first one
             self.started.labels(kind)
             self._flight(kind, "", None)
+
+    def _drills(self, registry: CollectorRegistry) -> None:
+        """Restore drills (DBRestoreSchedule): results, RTO and RPO. No schedule names: the latest success is
+        the one of the schedule that has gone longest without one, which is what an alert needs."""
+        self.drill_runs = Counter(
+            "dbops_drill_runs_total",
+            "Restore drill runs that ended, by outcome (passed, failed, skipped) and reason.",
+            ["outcome", "reason"],
+            registry=registry,
+        )
+        self.drill_rto = Histogram(
+            "dbops_drill_rto_seconds",
+            "Seconds from a drill's start to its database verified (available, for a drill without probes).",
+            ["outcome"],
+            buckets=DURATION_BUCKETS,
+            registry=registry,
+        )
+        self.drill_rpo = Histogram(
+            "dbops_drill_rpo_seconds",
+            "Age of the data a drill restored: from the snapshot (or point in time) to the restore.",
+            ["outcome"],
+            buckets=RPO_BUCKETS,
+            registry=registry,
+        )
+        self.drill_last_rto = Gauge(
+            "dbops_drill_last_rto_seconds", "RTO of the latest drill that passed or failed.", registry=registry
+        )
+        self.drill_last_rpo = Gauge(
+            "dbops_drill_last_rpo_seconds", "RPO of the latest drill that passed or failed.", registry=registry
+        )
+        self._schedules: dict[str, float] = {}  # schedule uid -> its latest success (or creation), epoch seconds
+        registry.register(_least_recent_success(self))
+
+    def observe_schedule(self, uid: str, last_success: float) -> None:
+        """Each pass of a schedule says when its latest drill passed (its creation while none has)."""
+        with self._lock:
+            self._schedules[uid] = last_success
+
+    def forget_schedule(self, uid: str) -> None:
+        with self._lock:
+            self._schedules.pop(uid, None)
+
+    def least_recent_success(self) -> float | None:
+        with self._lock:
+            return min(self._schedules.values(), default=None)
+
+    def observe_drill(self, record: report.Record) -> None:
+        outcome = DRILLS[record.action]
+        self.drill_runs.labels(outcome, record.reason or "Unknown").inc()
+        if outcome == "skipped":
+            return
+        rto, rpo = record.details.get("rto_seconds"), record.details.get("rpo_seconds")
+        if isinstance(rto, int | float):
+            self.drill_rto.labels(outcome).observe(float(rto))
+            self.drill_last_rto.set(float(rto))
+        if isinstance(rpo, int | float):
+            self.drill_rpo.labels(outcome).observe(float(rpo))
+            self.drill_last_rpo.set(float(rpo))
 
     # --- observers ------------------------------------------------------------------------------
 
@@ -153,6 +215,8 @@ class Metrics:
                 self.duration.labels(kind, outcome).observe(max(0.0, float(seconds)))
         elif record.action in GONE:
             self._flight(kind, record.uid, None)
+        elif record.action in DRILLS:
+            self.observe_drill(record)
 
     def _flight(self, kind: str, uid: str, since: float | None) -> float | None:
         """Mark uid in flight since `since` (kept if already in flight), or ended (None); return
@@ -184,28 +248,47 @@ class Metrics:
         self.reconcile.labels(kind).observe(seconds)
 
 
-class _OldestInFlight(Collector):
-    """dbops_restore_oldest_in_flight_seconds, computed at scrape time (for the "stuck" alert)."""
+Samples = Callable[[], Iterable[tuple[list[str], float]]]
 
-    def __init__(self, m: Metrics) -> None:
-        self.m = m
+
+class _AtScrape(Collector):
+    """A gauge computed when Prometheus scrapes, from the state of this process."""
+
+    def __init__(self, name: str, documentation: str, labels: list[str], samples: Samples) -> None:
+        self.name, self.documentation, self.labels, self.samples = name, documentation, labels, samples
 
     def describe(self) -> list[Metric]:
         return [self._family()]
 
     def collect(self) -> Iterator[Metric]:
         family = self._family()
-        for kind, seconds in sorted(self.m.oldest_in_flight().items()):
-            family.add_metric([kind], seconds)
+        for values, value in self.samples():
+            family.add_metric(values, value)
         yield family
 
-    @staticmethod
-    def _family() -> GaugeMetricFamily:
-        return GaugeMetricFamily(
-            "dbops_restore_oldest_in_flight_seconds",
-            "Age of the oldest restore or attach in flight, by kind (since this process first saw it; 0: none).",
-            labels=["kind"],
-        )
+    def _family(self) -> GaugeMetricFamily:
+        return GaugeMetricFamily(self.name, self.documentation, labels=self.labels)
+
+
+def _oldest_in_flight(m: Metrics) -> _AtScrape:
+    """dbops_restore_oldest_in_flight_seconds (for the "stuck" alert)."""
+    return _AtScrape(
+        "dbops_restore_oldest_in_flight_seconds",
+        "Age of the oldest restore or attach in flight, by kind (since this process first saw it; 0: none).",
+        ["kind"],
+        lambda: [([kind], seconds) for kind, seconds in sorted(m.oldest_in_flight().items())],
+    )
+
+
+def _least_recent_success(m: Metrics) -> _AtScrape:
+    """dbops_drill_last_success_timestamp_seconds (for the "no successful drill" alert): absent without schedules."""
+    return _AtScrape(
+        "dbops_drill_last_success_timestamp_seconds",
+        "When the latest restore drill passed, of the schedule that has gone longest without one (a schedule "
+        "with none yet counts from its creation).",
+        [],
+        lambda: [([], oldest)] if (oldest := m.least_recent_success()) is not None else [],
+    )
 
 
 def serve(port: int, addr: str = "0.0.0.0") -> None:  # noqa: S104 - scraped from outside the pod
@@ -250,26 +333,16 @@ class _Pacing(Collector):
 
 def count_orphans(m: Metrics, counts: Callable[[], dict[str, int]]) -> None:
     """dbops_orphaned_databases, read from the orphan sweep at scrape time."""
-    m.registry.register(_Orphans(counts))
 
+    def samples() -> list[tuple[list[str], float]]:
+        found = counts()
+        return [([kind], found.get(kind, 0)) for kind in KINDS]
 
-class _Orphans(Collector):
-    def __init__(self, counts: Callable[[], dict[str, int]]) -> None:
-        self.counts = counts
-
-    def describe(self) -> list[Metric]:
-        return [self._family({})]
-
-    def collect(self) -> Iterator[Metric]:
-        yield self._family(self.counts())
-
-    @staticmethod
-    def _family(counts: dict[str, int]) -> GaugeMetricFamily:
-        family = GaugeMetricFamily(
+    m.registry.register(
+        _AtScrape(
             "dbops_orphaned_databases",
             "Databases dbops created whose DBRestore or DBAttach is gone (by the owner's kind), at the last sweep.",
-            labels=["kind"],
+            ["kind"],
+            samples,
         )
-        for kind in KINDS:
-            family.add_metric([kind], counts.get(kind, 0))
-        return family
+    )

@@ -401,6 +401,148 @@ class Target(Model):
     )
 
 
+# --- verification: SQL probes against the restored database (DBRestore spec.verify) -------------------
+
+PROBE_NAME = Syntax(
+    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
+    "1 to {max} lower-case letters, digits or hyphens, starting and ending with a letter or digit",
+    63,
+)
+DATABASE_NAME = Syntax(
+    r"^[A-Za-z_][A-Za-z0-9_$-]*$",
+    "a database name: 1 to {max} letters, digits, underscores, dollar signs or hyphens, starting with a letter or "
+    "an underscore",
+    63,
+)
+MAX_PROBES = 20
+MAX_QUERY = 4096
+MAX_ROWS = 10000  # minRows is counted by fetching rows: a bound keeps a probe's memory small
+PROBE_TIMEOUT = (("1s", 1), ("10m", 600))
+CONNECT_WITHIN = (("0s", 0), ("6h", 6 * 3600))
+
+
+class Comparison(Model):
+    """The first column of the first row, read as a number, compared with a bound."""
+
+    op: Literal["<", "<=", "==", "!=", ">=", ">"] = Field(description="How the value compares: <, <=, ==, !=, >= or >.")
+    value: float = Field(description="The bound, e.g. 1000 for a row count.")
+
+
+class Expectation(Model):
+    """What the probe's result must be: exactly one of the fields."""
+
+    model_config = validations(exactly_one("minRows", "compare", "equals"))
+    min_rows: int | None = Field(
+        None, ge=1, le=MAX_ROWS, description=f"The query returns at least this many rows (1 to {MAX_ROWS})."
+    )
+    compare: Comparison | None = Field(None, description="The first column of the first row compared with a number.")
+    equals: str | None = Field(
+        None, max_length=ceiling(256), description="The first column of the first row, as text, equals this."
+    )
+
+
+class Probe(Model):
+    """One query run against the restored database, in a read-only transaction, and what it must return."""
+
+    name: str = text("Name of the probe, as status and the audit trail show it.", PROBE_NAME, default=...)
+    query: str = Field(
+        description=f"A SQL query (at most {MAX_QUERY} characters), run read-only, e.g. a count of the "
+        "orders of the last day.",
+        max_length=ceiling(MAX_QUERY),
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                rule(f"size(self.trim()) >= 1 && size(self) <= {MAX_QUERY}", f"must be 1 to {MAX_QUERY} characters")
+            ]
+        },
+    )
+    expect: Expectation = Field(description="What the result must be.")
+
+
+class CASecretRef(Model):
+    """A CA certificate (PEM) in a Secret of the DBRestore's namespace."""
+
+    name: str = text("Secret in the DBRestore's namespace.", OBJECT_NAME, default=...)
+    key: str = text("Key in the Secret's data holding the PEM certificate(s).", SECRET_KEY, default="ca.crt")
+
+
+class VerifyTLS(Model):
+    """TLS to the restored database's endpoint."""
+
+    model_config = validations(
+        rule(
+            "!has(self.caSecretRef) || self.mode == 'verify-full' || self.mode == 'verify-ca'",
+            "needs mode verify-full or verify-ca (the other modes check no certificate)",
+            field=".caSecretRef",
+        )
+    )
+    mode: Literal["verify-full", "verify-ca", "require", "disable"] = Field(
+        "verify-full",
+        description="verify-full (default): encrypted, the server's certificate chain and host name checked; "
+        "verify-ca: the chain only; require: encrypted, nothing checked; disable: no TLS.",
+    )
+    ca_secret_ref: CASecretRef | None = Field(
+        None,
+        description="The CA to trust. Default: the RDS CA bundle the operator is given (DBOPS_RDS_CA_BUNDLE, "
+        "AWS's global-bundle.pem).",
+    )
+
+
+class Verify(Model):
+    """What "the restore worked" means: SQL probes the operator runs against the restored database once it is
+    available (once per generation), with the master user and the password spec.masterPassword set. Results go
+    to status.verification and the Verified condition; a probe that fails, or a database that cannot be
+    reached within connectWithin, fails the DBRestore. Only the value a probe checks (at most 64 characters)
+    and row counts ever reach status: no other columns, no rows, no credentials."""
+
+    probes: list[Probe] = Field(
+        min_length=1,
+        max_length=ceiling(MAX_PROBES),
+        description=f"The probes, run in order (1 to {MAX_PROBES}; names are unique).",
+        json_schema_extra={
+            "x-kubernetes-list-type": "map",
+            "x-kubernetes-list-map-keys": ["name"],
+            "x-kubernetes-validations": [
+                rule(f"size(self) >= 1 && size(self) <= {MAX_PROBES}", f"must have 1 to {MAX_PROBES} probes")
+            ],
+        },
+    )
+    database: str | None = text(
+        "Database to connect to. Default: postgres for PostgreSQL engines, none for MySQL and MariaDB.",
+        DATABASE_NAME,
+    )
+    timeout: str = text(
+        "How long one probe (its connection and query) may take: a duration from "
+        f"{PROBE_TIMEOUT[0][0]} to {PROBE_TIMEOUT[1][0]}.",
+        DURATION,
+        *duration_between(*PROBE_TIMEOUT),
+        default="30s",
+    )
+    connect_within: str = text(
+        "How long after the database became available dbops keeps trying to connect (the password being "
+        "applied, DNS) before the verification fails: a duration up to "
+        f"{CONNECT_WITHIN[1][0]}.",
+        DURATION,
+        *duration_between(*CONNECT_WITHIN),
+        default="10m",
+    )
+    tls: VerifyTLS | None = Field(None, description="TLS to the endpoint (default: verify-full with the RDS CA).")
+
+
+# The rules of a DBRestore spec that hold as they are for a drill's template (DrillTemplate) too.
+RESTORE_RULES = (
+    same_region("source.dbSnapshot", snapshot_ref("snapshot"), ":", 3),
+    same_region("source.dbClusterSnapshot", snapshot_ref("cluster-snapshot"), ":", 3),
+    same_region("source.latestSnapshot.endpoint", HOSTNAME, ".", 2),
+    same_region("source.pointInTime.endpoint", HOSTNAME, ".", 2),
+    *(only.rule() for only in TARGET_KIND_ONLY),
+    rule(
+        "!has(self.verify) || has(self.masterPassword)",
+        "needs spec.masterPassword: dbops connects as the master user, with the password it set",
+        field=".verify",
+    ),
+)
+
+
 class DBRestoreSpec(Model):
     """What to restore, where, and what happens to the database afterwards."""
 
@@ -411,11 +553,7 @@ class DBRestoreSpec(Model):
             field=".ttl",
         ),
         fixed_once_created("region"),
-        same_region("source.dbSnapshot", snapshot_ref("snapshot"), ":", 3),
-        same_region("source.dbClusterSnapshot", snapshot_ref("cluster-snapshot"), ":", 3),
-        same_region("source.latestSnapshot.endpoint", HOSTNAME, ".", 2),
-        same_region("source.pointInTime.endpoint", HOSTNAME, ".", 2),
-        *(only.rule() for only in TARGET_KIND_ONLY),
+        *RESTORE_RULES,
     )
     source: Source = Field(description="Where the data comes from.")
     target: Target = Field(description="The new database.")
@@ -432,6 +570,9 @@ class DBRestoreSpec(Model):
         "mistake: a restore alone takes longer, and RDS bills a started instance for 10 minutes anyway.",
         DURATION,
         *duration_between(TTL_MIN, TTL_MAX),
+    )
+    verify: Verify | None = Field(
+        None, description="SQL probes that prove the restored database holds the right data (see Verify)."
     )
 
 
@@ -451,7 +592,34 @@ CONDITIONS_EXTRA: dict[str, Any] = {
     "x-kubernetes-list-map-keys": ["type"],
 }
 
-Phase = Literal["Pending", "Restoring", "Available", "Degraded", "Failed", "Deleting", "Expired"]
+Phase = Literal["Pending", "Restoring", "Verifying", "Available", "Degraded", "Failed", "Deleting", "Expired"]
+
+
+class ProbeResult(Model):
+    """One probe's outcome: what was expected and what was seen (a count, or the value checked, bounded)."""
+
+    name: str = Field(max_length=63)
+    result: Literal["Passed", "Failed", "Error"] = Field(
+        description="Passed, Failed (the expectation was not met) or Error (the query did not run)."
+    )
+    expected: str | None = Field(None, max_length=512, description="The expectation in words.")
+    observed: str | None = Field(None, max_length=512, description="What the query returned: a count or the value.")
+    message: str | None = Field(None, max_length=1024, description="Why it failed or could not run.")
+    seconds: float | None = Field(None, description="How long the probe took.")
+
+
+class Verification(Model):
+    """The outcome of spec.verify for the generation in the Verified condition."""
+
+    result: Literal["Passed", "Failed"] | None = None
+    reason: str | None = Field(None, max_length=128)
+    message: str | None = Field(None, max_length=1024)
+    engine: str | None = Field(None, max_length=64)
+    database: str | None = Field(None, max_length=64)
+    tls: str | None = Field(None, max_length=32, description="The TLS mode the probes connected with.")
+    started_at: datetime | None = Field(None, description="When the first attempt to connect was made.")
+    completed_at: datetime | None = Field(None, description="When the verification ended.")
+    probes: list[ProbeResult] | None = Field(None, max_length=40)
 
 
 class DBRestoreStatus(Model):
@@ -461,8 +629,9 @@ class DBRestoreStatus(Model):
 
     phase: Phase | None = Field(
         None,
-        description="Pending, Restoring, Available, Degraded (available but not usable as asked, e.g. the "
-        "password Secret cannot be read), Failed, Deleting, or Expired (removed by the ttl).",
+        description="Pending, Restoring, Verifying (available, spec.verify's probes running), Available, Degraded "
+        "(available but not usable as asked, e.g. the password Secret cannot be read), Failed, Deleting, or "
+        "Expired (removed by the ttl).",
     )
     conditions: list[Condition] | None = Field(None, json_schema_extra=CONDITIONS_EXTRA)
     observed_generation: int | None = None
@@ -485,6 +654,10 @@ class DBRestoreStatus(Model):
         None, description="When dbops made the restore call (or found its own database after a restart)."
     )
     completion_time: datetime | None = Field(None, description="When the database first became available.")
+    snapshot_time: datetime | None = Field(
+        None, description="When the snapshot restored was taken (its creation time in RDS): the data's age."
+    )
+    verification: Verification | None = Field(None, description="The outcome of spec.verify.")
     expires_at: datetime | None = Field(
         None, description="When the ttl removes the database: its creation time in RDS plus spec.ttl."
     )
@@ -596,6 +769,162 @@ class DBAttachStatus(Model):
     retry_token: str | None = Field(None, description="The dbops.dev/retry annotation value of the last failure.")
 
 
+# --- restore drills: DBRestoreSchedule ------------------------------------------------------------------
+
+CRON = Syntax(
+    r"^ *[0-9A-Za-z*/,?#-]+( +[0-9A-Za-z*/,?#-]+){4} *$",
+    "a cron schedule of five fields separated by spaces (minute, hour, day of month, month, day of week), "
+    "such as 0 3 * * 1",
+    128,
+)
+TIME_ZONE = Syntax(
+    r"^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+){0,2}$",
+    "an IANA time zone name such as Europe/Berlin, America/New_York or UTC",
+    64,
+)
+# Each run's DBRestore is <schedule>-<run> and restores <prefix>-<run>, where <run> is 12 characters (the run's
+# time, YYYYMMDDHHMM in UTC, or now-XXXXXXXX for a run asked for with dbops.dev/run-now). The prefix leaves room
+# for the run and, for Aurora, an instance number (-15): 63 - 13 - 3.
+RUN_SUFFIX = 12
+SCHEDULE_NAME_MAX = 63 - RUN_SUFFIX - 1  # the child's name is also a label value (at most 63 characters)
+DRILL_PREFIX_MAX = 63 - RUN_SUFFIX - 1 - 3
+HISTORY_LIMIT_MAX = 100
+STARTING_DEADLINE = (("1s", 1), ("30d", 30 * 86400))
+
+
+class DrillTarget(Target):
+    """The drill databases: as a DBRestore's target, but the identifier is a prefix."""
+
+    identifier: str = text(
+        "Prefix of each run's identifier: dbops appends -<run> (the run's time, YYYYMMDDHHMM in UTC, or "
+        "now-XXXXXXXX for a run asked for with dbops.dev/run-now), so that every drill restores a database of "
+        "its own and never touches another.",
+        IDENTIFIER.limited(DRILL_PREFIX_MAX),
+        default=...,
+    )
+
+
+class DrillTemplate(DBRestoreSpec):
+    """The DBRestore each run creates: a DBRestore spec whose target identifier is a prefix. Its database must
+    not outlive the drill: deletionPolicy Delete or Snapshot, and a ttl."""
+
+    model_config = validations(
+        rule(
+            "has(self.ttl)",
+            "is required: it bounds how long each drill database lives (from 10m to 3650d)",
+            field=".ttl",
+            reason="FieldValueRequired",
+        ),
+        rule(
+            "self.deletionPolicy != 'Retain'",
+            "must be Delete or Snapshot: a drill database must never outlive its ttl",
+            field=".deletionPolicy",
+        ),
+        *RESTORE_RULES,
+    )
+    target: DrillTarget = Field(description="The drill databases (the identifier is a prefix).")
+    deletion_policy: Literal["Retain", "Delete", "Snapshot"] = Field(
+        "Delete",
+        description="What happens to a drill database when its ttl is up or its DBRestore is deleted: Delete "
+        "(default) or Snapshot (final snapshot, then delete). Retain is refused.",
+    )
+
+
+class DBRestoreScheduleSpec(Model):
+    """When to run restore drills and what each one restores and checks, with a Kubernetes CronJob's semantics."""
+
+    schedule: str = text(
+        "When runs are due, in cron's five fields (minute hour day-of-month month day-of-week), read in timeZone.",
+        CRON,
+        default=...,
+    )
+    time_zone: str = text(
+        "IANA time zone the schedule is read in (default UTC). Daylight-saving changes are handled as Debian's "
+        "cron does: a run due in the hour that is skipped runs when the clock jumps; one due in the hour that "
+        "repeats runs once.",
+        TIME_ZONE,
+        default="UTC",
+    )
+    suspend: bool = Field(
+        False, description="Start no runs while true (runs due meanwhile are not made up; run-now still works)."
+    )
+    starting_deadline: str | None = text(
+        "A run that could not start within this time after it was due (the operator was down) is skipped and "
+        "recorded as such. Default: a late run always starts (only the latest one due).",
+        DURATION,
+        *duration_between(*STARTING_DEADLINE),
+    )
+    concurrency_policy: Literal["Forbid", "Replace"] = Field(
+        "Forbid",
+        description="A run due while the previous one has not finished: Forbid (default) skips it and records "
+        "the skip; Replace deletes the unfinished run's DBRestore (its database goes per deletionPolicy) and "
+        "starts the new one.",
+    )
+    successful_runs_history_limit: int = Field(
+        3,
+        ge=0,
+        le=HISTORY_LIMIT_MAX,
+        description="Passed runs whose DBRestore is kept (default 3); older ones are deleted, their database "
+        "removed per deletionPolicy. status.runs and the audit trail keep every result.",
+    )
+    failed_runs_history_limit: int = Field(
+        1, ge=0, le=HISTORY_LIMIT_MAX, description="Failed runs whose DBRestore is kept (default 1), likewise."
+    )
+    template: DrillTemplate = Field(description="The DBRestore each run creates (a DBRestore spec).")
+
+
+class DrillProbe(Model):
+    name: str = Field(max_length=63)
+    result: Literal["Passed", "Failed", "Error"]
+
+
+DrillResult = Literal["Running", "Passed", "Failed", "Skipped"]
+
+
+class DrillRun(Model):
+    """One run: the evidence that a backup restored (RTO), how old its data was (RPO), and what the probes saw."""
+
+    name: str = Field(max_length=253, description="The run's DBRestore.")
+    trigger: Literal["schedule", "run-now"] = Field(description="Due by the schedule, or asked for with run-now.")
+    scheduled_time: datetime = Field(description="When the run was due (or asked for).")
+    result: DrillResult = Field(description="Running, Passed, Failed or Skipped.")
+    reason: str | None = Field(None, max_length=128)
+    message: str | None = Field(None, max_length=1024)
+    target: str | None = Field(None, max_length=63, description="The drill database's identifier.")
+    source: str | None = Field(None, max_length=512, description="What was restored, e.g. snapshot:orders-2026-11-20.")
+    snapshot_time: datetime | None = Field(None, description="When the restored snapshot (or point in time) was.")
+    started_at: datetime | None = Field(None, description="When the run's DBRestore was created.")
+    available_at: datetime | None = Field(None, description="When the drill database became available.")
+    verified_at: datetime | None = Field(None, description="When its probes passed (or failed).")
+    rpo_seconds: int | None = Field(None, description="The data's age when restored: restore time - snapshot time.")
+    rto_available_seconds: int | None = Field(None, description="Seconds from the run's start to available.")
+    rto_verified_seconds: int | None = Field(None, description="Seconds from the run's start to verified.")
+    probes: list[DrillProbe] | None = Field(None, max_length=40)
+
+
+class DBRestoreScheduleStatus(Model):
+    """What the operator observed of the runs (written only by it): the last ones' results, and a bounded history."""
+
+    phase: Literal["Pending", "Scheduled", "Running", "Suspended", "Failed"] | None = Field(
+        None, description="Scheduled (waiting for the next run), Running, Suspended, or Failed (an invalid spec)."
+    )
+    conditions: list[Condition] | None = Field(None, json_schema_extra=CONDITIONS_EXTRA)
+    observed_generation: int | None = None
+    schedule_description: str | None = Field(None, max_length=512, description="The schedule in words.")
+    last_schedule_time: datetime | None = Field(None, description="The last time a run was due (started or skipped).")
+    next_schedule_time: datetime | None = Field(None, description="When the next run is due.")
+    last_run_time: datetime | None = Field(None, description="When the latest run started.")
+    last_result: DrillResult | None = Field(None, description="The latest run's result.")
+    last_successful_time: datetime | None = Field(None, description="When the latest passed run was verified.")
+    last_rto: str | None = Field(None, max_length=32, description="The latest finished run's RTO, e.g. 12m30s.")
+    last_rto_seconds: int | None = None
+    last_rpo_seconds: int | None = None
+    active: list[str] | None = Field(None, max_length=16, description="DBRestores of runs not finished yet.")
+    last_run_now: str | None = Field(None, max_length=256, description="The dbops.dev/run-now value last acted on.")
+    runs: list[DrillRun] | None = Field(None, max_length=40, description="The latest runs, newest first.")
+    retry_token: str | None = Field(None, description="The dbops.dev/retry annotation value of the last failure.")
+
+
 class Resource(BaseModel):
     """How a model pair is served as a CRD."""
 
@@ -606,7 +935,14 @@ class Resource(BaseModel):
     spec: type[BaseModel]
     status: type[BaseModel]
     columns: list[dict[str, Any]]
+    rules: list[Rule] = []  # CEL rules on the whole object (metadata.name), messages as written
 
+
+# The last printer columns of a kind whose Ready condition tells what is going on (-o wide shows the message).
+AGE_AND_MESSAGE = [
+    {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+    {"name": "Message", "type": "string", "priority": 1, "jsonPath": '.status.conditions[?(@.type=="Ready")].message'},
+]
 
 RESOURCES = [
     Resource(
@@ -623,13 +959,7 @@ RESOURCES = [
             {"name": "Target", "type": "string", "jsonPath": ".spec.target.identifier"},
             {"name": "Endpoint", "type": "string", "jsonPath": ".status.endpoint"},
             {"name": "RDS Status", "type": "string", "jsonPath": ".status.rdsStatus"},
-            {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
-            {
-                "name": "Message",
-                "type": "string",
-                "priority": 1,
-                "jsonPath": '.status.conditions[?(@.type=="Ready")].message',
-            },
+            *AGE_AND_MESSAGE,
         ],
     ),
     Resource(
@@ -646,6 +976,32 @@ RESOURCES = [
             {"name": "Instances", "type": "string", "jsonPath": ".status.ready"},
             {"name": "Endpoint", "type": "string", "jsonPath": ".status.endpoint"},
             {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+        ],
+    ),
+    Resource(
+        kind="DBRestoreSchedule",
+        description="Runs restore drills on a schedule: each run restores a DBRestore from the template, checks "
+        "the data with SQL probes, records the RTO, RPO and probe results as evidence, and removes the drill "
+        "database per its ttl.",
+        plural="dbrestoreschedules",
+        short_name="dbrs",
+        spec=DBRestoreScheduleSpec,
+        status=DBRestoreScheduleStatus,
+        columns=[
+            {"name": "Schedule", "type": "string", "jsonPath": ".spec.schedule"},
+            {"name": "Last Run", "type": "date", "jsonPath": ".status.lastRunTime"},
+            {"name": "Last Result", "type": "string", "jsonPath": ".status.lastResult"},
+            {"name": "Last RTO", "type": "string", "jsonPath": ".status.lastRto"},
+            # A time to come: kubectl shows a future "date" as <invalid>, so the timestamp itself (UTC).
+            {"name": "Next Run", "type": "string", "jsonPath": ".status.nextScheduleTime"},
+            *AGE_AND_MESSAGE,
+        ],
+        rules=[
+            rule(
+                f"size(self.metadata.name) <= {SCHEDULE_NAME_MAX}",
+                f"metadata.name must be at most {SCHEDULE_NAME_MAX} characters: each run's DBRestore is named "
+                f"<schedule>-<run> ({RUN_SUFFIX + 1} more)",
+            )
         ],
     ),
 ]

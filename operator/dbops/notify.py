@@ -25,6 +25,7 @@ import requests
 from dbops import metrics, redact, settings
 from dbops.core import report
 from dbops.core.aws import Aws
+from dbops.core.status import duration_words
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +33,7 @@ SLACK_ANNOTATION = "dbops.dev/notify-slack"
 EMAIL_ANNOTATION = "dbops.dev/notify-email"
 SLACK_SECRET_KEY = "webhook-url"  # noqa: S105 - the name of a key, not a value
 OFF = frozenset({"off", "false", "no", "none", "disabled"})
-OUTCOMES = {"available": "completed", "failed": "FAILED"}
+OUTCOMES = {"available": "completed", "failed": "FAILED", "drill-failed": "restore drill FAILED"}
 
 
 @dataclass(frozen=True)
@@ -58,8 +59,9 @@ def describe(record: report.Record, place: dict[str, Any] | None) -> Message:
     if st.get("endpoint"):
         port = f":{st['port']}" if st.get("port") else ""
         lines.append(f"Endpoint: {st['endpoint']}{port}")
-    if record.action == "failed":
+    if record.action in ("failed", "drill-failed"):
         lines.append(f"Reason: {record.reason}")
+    lines.extend(_drill_lines(record.details))
     seconds = record.details.get("duration_seconds")
     if isinstance(seconds, int | float):
         lines.append(f"Took: {_duration(float(seconds))}")
@@ -69,10 +71,18 @@ def describe(record: report.Record, place: dict[str, Any] | None) -> Message:
     return Message(subject, "\n".join(lines))
 
 
-def _duration(seconds: float) -> str:
-    minutes, secs = divmod(round(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
+def _drill_lines(details: dict[str, Any]) -> list[str]:
+    """A drill's evidence: which run, the data's age (RPO), the time to recover (RTO), each probe."""
+    found = [
+        ("Run", details.get("run")),
+        ("RPO", _duration(details["rpo_seconds"]) if isinstance(details.get("rpo_seconds"), int) else None),
+        ("RTO", _duration(details["rto_seconds"]) if isinstance(details.get("rto_seconds"), int) else None),
+        ("Probes", details.get("probes")),
+    ]
+    return [f"{label}: {value}" for label, value in found if value]
+
+
+_duration = duration_words
 
 
 @dataclass(frozen=True)

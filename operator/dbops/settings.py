@@ -91,6 +91,12 @@ class Settings(BaseSettings):
     webhook_keyfile: str | None = Field(None, description="Serving key (PEM) of webhook_certfile.")
     webhook_cafile: str | None = Field(None, description="CA bundle the API server trusts for the webhook.")
 
+    # Restore verification (DBRestore spec.verify): the CA that RDS endpoints' certificates chain to.
+    rds_ca_bundle: str = Field(
+        "/etc/dbops/rds-ca/global-bundle.pem",
+        description="AWS's RDS CA bundle (global-bundle.pem), trusted by probes unless a DBRestore names a CA.",
+    )
+
     # Notifications on completion and failure (overridable per object with dbops.dev/notify-* annotations).
     slack_webhook_url: SecretStr | None = Field(None, description="Slack incoming webhook URL.")
     ses_sender: str | None = Field(None, description="Verified SES sender address for e-mail notifications.")

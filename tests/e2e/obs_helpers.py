@@ -33,17 +33,21 @@ def value(samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: s
     return sum(v for (n, ls), v in samples.items() if n == name and set(labels.items()) <= set(ls))
 
 
-def audit_rows(url: str, *args: str) -> list[dict[str, Any]]:
-    """Records through the read path, as a user runs it: `python -m dbops audit ... -o json`."""
-    out = subprocess.run(
-        [sys.executable, "-m", "dbops", "audit", "--url", url, "-o", "json", *args],
+def audit_output(url: str, *args: str) -> str:
+    """What `python -m dbops audit --url URL ARGS` prints, as a user runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "dbops", "audit", "--url", url, *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
         check=True,
         timeout=60,
     ).stdout
-    rows: list[dict[str, Any]] = json.loads(out)
+
+
+def audit_rows(url: str, *args: str) -> list[dict[str, Any]]:
+    """Records through the read path, as a user runs it: `python -m dbops audit ... -o json`."""
+    rows: list[dict[str, Any]] = json.loads(audit_output(url, "-o", "json", *args))
     return rows
 
 

@@ -91,8 +91,13 @@ def test_shipped_service_account_restores_and_is_denied_what_it_does_not_need(
     assert not can_i(cluster, sa_config, "get", "secrets", "-n", own_namespace)
     assert not can_i(cluster, sa_config, "list", "secrets", "-n", opted_in)
     assert not can_i(cluster, sa_config, "get", "secrets", "--all-namespaces")
-    assert not can_i(cluster, sa_config, "delete", "dbrestores.dbops.dev", "-n", own_namespace)
-    assert not can_i(cluster, sa_config, "create", "dbrestores.dbops.dev", "-n", own_namespace)
+    # A DBRestoreSchedule's runs are DBRestores it creates and deletes; nothing else of users' it deletes.
+    assert can_i(cluster, sa_config, "watch", "dbrestoreschedules.dbops.dev", "--all-namespaces")
+    assert can_i(cluster, sa_config, "create", "dbrestores.dbops.dev", "-n", own_namespace)
+    assert can_i(cluster, sa_config, "delete", "dbrestores.dbops.dev", "-n", own_namespace)
+    assert not can_i(cluster, sa_config, "delete", "dbrestoreschedules.dbops.dev", "-n", own_namespace)
+    assert not can_i(cluster, sa_config, "delete", "dbattaches.dbops.dev", "-n", own_namespace)
+    assert not can_i(cluster, sa_config, "create", "dbattaches.dbops.dev", "-n", own_namespace)
     assert not can_i(cluster, sa_config, "create", "pods", "-n", own_namespace)
     assert not can_i(cluster, sa_config, "get", "configmaps", "-n", NAMESPACE)
     # Its Lease, in its own namespace only (leader election between the replicas).

@@ -9,6 +9,9 @@ It is moto's server, served over real HTTP (the operator only knows ``AWS_ENDPOI
 * delays: the next N calls of an action are carried out, and answered only after some seconds;
 * call counting by action name (injected failures included);
 * ``age``: a DB instance's or cluster's creation time moved into the past (its clock, for ttls);
+* ``restores``: where a snapshot's data lives: an instance or cluster restored from snapshot X answers at
+  the address and port given for X (a real local database loaded with the data "in the snapshot", which
+  the operator's verification probes connect to), and optionally takes its own create_seconds;
 * a JSON control API under ``/_fakeaws/`` (see ``FakeAWSApp._control``).
 
 Run: ``python -m tests.support.fakeaws --host 127.0.0.1 --port 5000`` from the repository root.
@@ -59,6 +62,8 @@ class State:
         self.delays: dict[str, deque[Fault]] = {}
         # Deleted RDS objects kept visible as "deleting": (due, table, key, obj).
         self.lingering: list[tuple[float, dict[str, Any], str, Any]] = []
+        # Snapshot identifier -> {"address", "port", "create_seconds"} of what is restored from it.
+        self.restores: dict[str, dict[str, Any]] = {}
 
     def reset(self) -> None:
         with self.lock:
@@ -67,6 +72,7 @@ class State:
             self.delays.clear()
             self.calls.clear()
             self.lingering.clear()
+            self.restores.clear()
 
     def take_fault(self, action: str, table: dict[str, deque[Fault]] | None = None) -> Fault | None:
         with self.lock:
@@ -172,12 +178,43 @@ def patch_rds_models() -> None:
 
         return delete
 
+    _patch_restores(DBInstance, DBCluster, RDSBackend)
+
     RDSBackend.delete_db_instance = lingering_delete(  # type: ignore[method-assign]
         RDSBackend.delete_db_instance, "databases", "db_instance_identifier", "InvalidDBInstanceState"
     )
     RDSBackend.delete_db_cluster = lingering_delete(  # type: ignore[method-assign]
         RDSBackend.delete_db_cluster, "clusters", "cluster_identifier", "InvalidDBClusterStateFault"
     )
+
+
+def _patch_restores(instance_cls: Any, cluster_cls: Any, backend_cls: Any) -> None:
+    """What is restored from a snapshot with an entry in STATE.restores answers at that entry's address and
+    port (DescribeDB* report it as the endpoint), and takes the entry's create_seconds if it has one."""
+    address: property = instance_cls.__dict__["address"]
+    instance_cls.address = property(lambda self: self.__dict__.get("_fakeaws_address") or address.__get__(self))
+    cluster_endpoint: property = cluster_cls.__dict__["endpoint"]
+    cluster_cls.endpoint = property(
+        lambda self: self.__dict__.get("_fakeaws_address") or cluster_endpoint.__get__(self)
+    )
+
+    def from_snapshot(original: Callable[..., Any]) -> Callable[..., Any]:
+        def restore(self: Any, from_snapshot_id: str, overrides: dict[str, Any]) -> Any:
+            obj = original(self, from_snapshot_id, overrides)
+            with STATE.lock:
+                entry = STATE.restores.get(from_snapshot_id.rsplit(":", 1)[-1])
+            if entry is not None:
+                obj.__dict__["_fakeaws_address"] = entry["address"]
+                obj.port = int(entry["port"])
+                if entry.get("create_seconds") is not None:
+                    obj.__dict__["_fakeaws_born"] = time.monotonic()
+                    obj.__dict__["_fakeaws_create_seconds"] = float(entry["create_seconds"])
+            return obj
+
+        return restore
+
+    backend_cls.restore_db_instance_from_db_snapshot = from_snapshot(backend_cls.restore_db_instance_from_db_snapshot)
+    backend_cls.restore_db_cluster_from_snapshot = from_snapshot(backend_cls.restore_db_cluster_from_snapshot)
 
 
 # --- WSGI layer: control API, call counting, fault injection -----------------------------------------
@@ -322,6 +359,16 @@ class FakeAWSApp:
                     for region, backend in backends.items()
                     for m in backend.sent_messages
                 ]
+            elif route == "restores" and method == "POST":
+                entry = {"address": str(payload["address"]), "port": int(payload["port"])}
+                if payload.get("create_seconds") is not None:
+                    entry["create_seconds"] = float(payload["create_seconds"])
+                with state.lock:
+                    state.restores[str(payload["snapshot"])] = entry
+                result = {"ok": True}
+            elif route == "restores" and method == "GET":
+                with state.lock:
+                    result = dict(state.restores)
             elif route == "age" and method == "POST":
                 result = {"aged": age(str(payload["identifier"]), float(payload["seconds"]))}
             elif route == "reset" and method == "POST":

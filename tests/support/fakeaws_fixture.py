@@ -113,6 +113,12 @@ class FakeAWS:
         if not aged:
             raise LookupError(f"no DB instance or cluster {identifier} to age")
 
+    def restores_to(self, snapshot: str, address: str, port: int, *, create_seconds: float | None = None) -> None:
+        """Whatever is restored from `snapshot` answers at address:port (where a test put the snapshot's
+        data), and takes `create_seconds` to become available when given."""
+        payload = {"snapshot": snapshot, "address": address, "port": port, "create_seconds": create_seconds}
+        self._control("POST", "restores", payload)
+
     def reset(self) -> None:
         """Forget all AWS state, faults, call counts and config."""
         self._control("POST", "reset")
@@ -254,6 +260,7 @@ def seed_instance(
     port: int = 5432,
     tags: dict[str, str] | None = None,
     snapshot_identifier: str | None = None,
+    master_username: str = "dbadmin",
 ) -> Seeded:
     """A source DB instance (with its own subnet group, security group, parameter group and tags)
     plus a manual snapshot of it, both available at once. ``client`` is an RDS client."""
@@ -273,7 +280,7 @@ def seed_instance(
             EngineVersion=engine_version,
             DBInstanceClass=instance_class,
             AllocatedStorage=20,
-            MasterUsername="dbadmin",
+            MasterUsername=master_username,
             MasterUserPassword="not-a-secret-1",
             DBSubnetGroupName=subnet_group,
             VpcSecurityGroupIds=security_group_ids,

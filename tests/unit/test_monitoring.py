@@ -165,6 +165,10 @@ def test_dashboard_shows_what_the_issue_asks_for() -> None:
         "dbops_audit_spool_records",
         "dbops_restore_oldest_in_flight_seconds",
         "dbops_build_info",
+        "dbops_drill_last_success_timestamp_seconds",  # restore drills: evidence, RTO, RPO, results
+        "dbops_drill_last_rto_seconds",
+        "dbops_drill_last_rpo_seconds",
+        "dbops_drill_runs_total",
     ):
         assert name in used, f"the dashboard has no panel on {name}"
     assert any("histogram_quantile(0.99" in e for e in exprs)
@@ -195,7 +199,10 @@ def test_dashboard_queries_parse_as_promql(promtool: pathlib.Path, tmp_path: pat
 
 # --- the alerts -------------------------------------------------------------------------------------
 
-ALERTS = {"DbopsRestoreFailed", "DbopsRestoreStuck", "DbopsAWSThrottlingSustained", "DbopsAuditSpoolGrowing"}
+ALERTS = {"DbopsRestoreFailed", "DbopsRestoreStuck", "DbopsAWSThrottlingSustained", "DbopsAuditSpoolGrowing"} | {
+    "DbopsDrillFailed",
+    "DbopsNoSuccessfulDrill",
+}
 
 
 def test_alerts_cover_the_issue_and_name_only_exported_metrics(exported: set[str]) -> None:

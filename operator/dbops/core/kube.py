@@ -76,6 +76,19 @@ class Kube:
         result: dict[str, Any] = dict(obj)  # type: ignore[call-overload]
         return result
 
+    def list_in(self, plural: str, namespace: str, selector: str) -> list[dict[str, Any]]:
+        """The objects of a namespace with the labels `selector` selects (e.g. a schedule's runs)."""
+        try:
+            found = self._custom().list_namespaced_custom_object(
+                GROUP, VERSION, namespace, plural, label_selector=selector, _request_timeout=self.timeout
+            )
+        except ApiException as exc:
+            raise _error(exc, f"{plural} in {namespace}") from None
+        except Exception as exc:
+            raise K8sError(f"{plural} in {namespace}: {type(exc).__name__}") from None
+        items: list[dict[str, Any]] = dict(found).get("items") or []  # type: ignore[call-overload]
+        return items
+
     def list(self, plural: str) -> list[dict[str, Any]]:
         try:
             found = self._custom().list_cluster_custom_object(GROUP, VERSION, plural, _request_timeout=self.timeout)
@@ -85,6 +98,37 @@ class Kube:
             raise K8sError(f"{plural}: {type(exc).__name__}") from None
         items: list[dict[str, Any]] = dict(found).get("items") or []  # type: ignore[call-overload]
         return items
+
+    def create(self, plural: str, namespace: str, body: dict[str, Any]) -> bool:
+        """Create an object; False when one of that name exists already (names are how a creator that
+        restarted knows it made one: it never makes a second)."""
+        try:
+            self._custom().create_namespaced_custom_object(
+                GROUP, VERSION, namespace, plural, body, _request_timeout=self.timeout
+            )
+        except ApiException as exc:
+            if exc.status == 409:
+                return False
+            raise _error(exc, f"{plural} {namespace}/{body['metadata']['name']}") from None
+        except Exception as exc:
+            raise K8sError(f"{plural} {namespace}: {type(exc).__name__}") from None
+        return True
+
+    def delete(self, plural: str, namespace: str, name: str, uid: str) -> None:
+        """Delete the object of that name if it is still the one with `uid` (gone already is fine)."""
+        options = kubernetes.client.V1DeleteOptions(
+            preconditions=kubernetes.client.V1Preconditions(uid=uid), propagation_policy="Background"
+        )
+        try:
+            self._custom().delete_namespaced_custom_object(
+                GROUP, VERSION, namespace, plural, name, body=options, _request_timeout=self.timeout
+            )
+        except ApiException as exc:
+            if exc.status in (404, 409):  # gone, or another object of that name now: not ours to delete
+                return
+            raise _error(exc, f"{plural} {namespace}/{name}") from None
+        except Exception as exc:
+            raise K8sError(f"{plural} {namespace}/{name}: {type(exc).__name__}") from None
 
     def patch_status(self, plural: str, namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any]:
         """Merge-patch the status subresource with the whole status (None removes a field)."""

@@ -193,6 +193,15 @@ class Reconciler:
         if changed:
             self.queue.add(key)
 
+    def nudge(self, plural: str, namespace: str, name: str) -> None:
+        """Queue a pass of an object this process has seen, for a change elsewhere that its pass reads (a
+        schedule reads its runs' DBRestores)."""
+        key = (plural, namespace, name)
+        with self._lock:
+            known = key in self.memory
+        if known:
+            self.queue.add(key)
+
     def _gone(self, key: Key, uid: str) -> None:
         with self._lock:
             self.memory.pop(key, None)

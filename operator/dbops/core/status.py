@@ -141,3 +141,10 @@ def timing(status: dict[str, Any]) -> dict[str, Any]:
         return {"duration_seconds": (now() - parse_timestamp(str(started))).total_seconds()}
     except ValueError:
         return {}
+
+
+def duration_words(seconds: float) -> str:
+    """A duration as people write it: 45s, 12m30s, 1h05m00s."""
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"

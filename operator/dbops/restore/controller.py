@@ -5,7 +5,8 @@ A pass, in order:
 1. A new object is Pending at once, before any AWS call (so that `kubectl get -w` shows it seen).
 2. The batched poll says how far the restore is. If something must be created, deleted or reported
    as failed, the object and AWS are read again, fresh, and the decision is made again on that.
-3. Once Available: the master password is set if asked; the ttl removes the database when it is up.
+3. Once Available: the master password is set if asked, then spec.verify's probes run (once per
+   generation); the ttl removes the database when it is up, whatever the probes found.
 """
 
 from __future__ import annotations
@@ -20,10 +21,10 @@ from pydantic import BaseModel
 from dbops.core.aws import Aws, AWSError, StatusCache
 from dbops.core.kube import K8sError, SecretKeyMissingError
 from dbops.core.reconciler import RETRY_ANNOTATION, Note, Outcome, Pass
-from dbops.core.status import Cond, View, condition, held, now, timestamp
+from dbops.core.status import Cond, View, condition, held, now, parse_timestamp, timestamp
 from dbops.core.types import Call, SpecError, owned_by
 from dbops.models import DBRestoreSpec, DBRestoreStatus
-from dbops.restore import observe, progress, removal
+from dbops.restore import observe, probe, progress, removal, verify
 from dbops.restore.plan import Existing, collision, plan
 from dbops.restore.source import SourceRef, requested_time, source_ref
 
@@ -34,6 +35,7 @@ PASSWORD = "MasterPasswordSet"  # noqa: S105 - a condition type, not a password
 ACTIONS = {
     "Pending": "requested",
     "Restoring": "restore-started",
+    "Verifying": "verifying",
     "Available": "available",
     "Failed": "failed",
     "Degraded": "degraded",
@@ -46,8 +48,16 @@ class RestoreController:
     kind = "DBRestore"
     plural = "dbrestores"
     status_model: type[BaseModel] = DBRestoreStatus
-    known_conditions: tuple[str, ...] = (PASSWORD,)
-    keep: tuple[str, ...] = ("startTime", "restoreCallTime", "completionTime", "sourceArn", "restoreTime")
+    known_conditions: tuple[str, ...] = (PASSWORD, verify.VERIFIED)
+    keep: tuple[str, ...] = (
+        "startTime",
+        "restoreCallTime",
+        "completionTime",
+        "sourceArn",
+        "restoreTime",
+        "snapshotTime",
+        "verification",
+    )
 
     def __init__(self, aws: Aws, fast: StatusCache, slow: StatusCache, region: str, poll: float) -> None:
         self.aws, self.fast, self.slow = aws, fast, slow
@@ -125,6 +135,7 @@ class RestoreController:
             "source": decided.source,
             "sourceArn": decided.source_arn,
             "restoreTime": timestamp(decided.restore_time) if decided.restore_time else None,
+            "snapshotTime": _snapshot_time(found.snapshot),
             "restoreCallTime": timestamp(),
             "rdsStatus": "creating",
         }
@@ -154,9 +165,13 @@ class RestoreController:
         if view.phase == "Available" and p.status.get("phase") != "Available" and not p.status.get("completionTime"):
             view = view.with_fields(completionTime=timestamp())
         if view.phase == "Available" and spec.master_password is not None:
-            return self._password(p, spec, ref, view, expires)
-        requeue = self.poll / 4 if view.phase == "Restoring" else progress.until(expires, now())
-        return Outcome(view, requeue=requeue)
+            outcome = self._password(p, spec, ref, view, expires)
+        else:
+            requeue = self.poll / 4 if view.phase == "Restoring" else progress.until(expires, now())
+            outcome = Outcome(view, requeue=requeue)
+        if spec.verify is not None and outcome.view.phase == "Available":
+            return self._verify(p, spec, ref, target, outcome, expires)
+        return outcome
 
     def _gone(self, p: Pass, spec: DBRestoreSpec, ref: SourceRef, ident: dict[str, Any]) -> Outcome:
         """Nothing of ours under the name after the restore was made: removed by the ttl (Expired), or
@@ -227,6 +242,36 @@ class RestoreController:
         cond = Cond(PASSWORD, "False", reason, message)
         text = f"the database is available but not usable as asked: {message}; retrying in {delay:.0f}s"
         return Outcome(View("Degraded", "False", reason, text, view.fields, (cond,)), requeue=delay)
+
+    # --- verification -------------------------------------------------------------------------------
+
+    def _verify(
+        self,
+        p: Pass,
+        spec: DBRestoreSpec,
+        ref: SourceRef,
+        db: dict[str, Any],
+        outcome: Outcome,
+        expires: datetime | None,
+    ) -> Outcome:
+        """spec.verify's probes, once per generation, once the database is available and its password set;
+        a database not reachable yet is tried again until connectWithin after it became available."""
+        assert spec.verify is not None
+        view, ttl_due = outcome.view, progress.until(expires, now())
+        done = verify.recorded(p.status, p.generation)
+        if done is not None:
+            return Outcome(verify.shown(view, done), notes=outcome.notes, requeue=ttl_due)
+        password = condition(p.status.get("conditions"), PASSWORD) or {}
+        if password.get("status") != "True" or password.get("observedGeneration") != p.generation:
+            return Outcome(verify.waiting(view, "the master password is set"), notes=outcome.notes, requeue=2.0)
+        previous = p.status.get("verification") or {}
+        started = _parse_time(previous.get("startedAt")) or _parse_time(p.status.get("completionTime")) or now()
+        tls = spec.verify.tls.mode if spec.verify.tls else "verify-full"
+        info = {"engine": db.get("Engine"), "database": spec.verify.database, "tls": tls}
+        attempt = probe.attempt(p, self.aws, ref.region, spec, db, p.services.settings.rds_ca_bundle)
+        decided, again = verify.decide(view, spec.verify, attempt, started, now(), info)
+        requeue = again if again is not None else ttl_due
+        return Outcome(decided, notes=outcome.notes, requeue=requeue)
 
     # --- ttl and deletion ---------------------------------------------------------------------------
 
@@ -313,6 +358,19 @@ class RestoreController:
         self.fast.untrack(uid)
         self.slow.untrack(uid)
         self._backoff.pop(uid, None)
+
+
+def _snapshot_time(snapshot: dict[str, Any] | None) -> str | None:
+    """When the restored snapshot was taken: the age of the data a drill proves (its RPO)."""
+    created = (snapshot or {}).get("SnapshotCreateTime")
+    return timestamp(created) if isinstance(created, datetime) else None
+
+
+def _parse_time(text: Any) -> datetime | None:
+    try:
+        return parse_timestamp(str(text)) if text else None
+    except ValueError:
+        return None
 
 
 def _verb(call: Call) -> str:

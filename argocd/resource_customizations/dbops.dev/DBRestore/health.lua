@@ -4,7 +4,7 @@
 -- database exists but is not usable as asked); the message is the Ready condition's (with its reason
 -- then), as `kubectl get dbrestore -o yaml` shows it.
 local hs = {}
-local working = { "Pending", "Restoring", "Attaching", "Deleting" }
+local working = { "Pending", "Restoring", "Verifying", "Attaching", "Deleting" }
 
 local function ready_condition(status)
   if status.conditions == nil then
