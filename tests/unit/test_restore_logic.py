@@ -360,3 +360,32 @@ def test_aurora_instances_go_before_their_cluster() -> None:
 
 def test_duration_parsing() -> None:
     assert source.parse_duration("1d12h30m") == timedelta(days=1, hours=12, minutes=30)
+
+
+def test_connection_details_of_a_cluster_and_of_a_managed_password() -> None:
+    cluster = {
+        "Status": "available",
+        "Endpoint": "c.cluster-x.us-east-1.rds.amazonaws.com",
+        "ReaderEndpoint": "c.cluster-ro-x.us-east-1.rds.amazonaws.com",
+        "Port": 5432,
+        "Engine": "aurora-postgresql",
+        "MasterUsername": "dbadmin",
+        "DatabaseName": "",
+        "MasterUserSecret": {"SecretArn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:rds!c"},
+    }
+    assert progress.connection_details("cluster", cluster, None) == {
+        "endpoint": "c.cluster-x.us-east-1.rds.amazonaws.com",
+        "readerEndpoint": "c.cluster-ro-x.us-east-1.rds.amazonaws.com",
+        "port": "5432",
+        "engine": "aurora-postgresql",
+        "username": "dbadmin",
+        "masterUserSecretArn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:rds!c",
+    }
+    instance = {"Endpoint": {"Address": "i.x.us-east-1.rds.amazonaws.com", "Port": 3306}, "DBName": "shop"}
+    details = progress.connection_details("instance", instance, "pw")
+    assert details == {
+        "endpoint": "i.x.us-east-1.rds.amazonaws.com",
+        "port": "3306",
+        "database": "shop",
+        "password": "pw",
+    }

@@ -333,7 +333,7 @@ class Reconciler:
     def _render(self, p: Pass, view: View) -> dict[str, Any]:
         throttled = _throttled(p.status, paced_seconds())
         if throttled is not None:  # the shared AWS budget delayed this object (or no longer does): say so
-            view = View(view.phase, view.ready, view.reason, view.message, view.fields, (*view.conditions, throttled))
+            view = view.with_conditions(throttled)
         known = (*p.controller.known_conditions, THROTTLED)
         status = render(view, p.status, p.generation, known, p.controller.keep)
         # The kind's typed status model checks every field name and type before anything is written.

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel
 
+from dbops.core import connection
 from dbops.core.aws import Aws, AWSError, StatusCache
 from dbops.core.kube import K8sError, SecretKeyMissingError
 from dbops.core.reconciler import RETRY_ANNOTATION, Note, Outcome, Pass
@@ -46,7 +48,7 @@ class RestoreController:
     kind = "DBRestore"
     plural = "dbrestores"
     status_model: type[BaseModel] = DBRestoreStatus
-    known_conditions: tuple[str, ...] = (PASSWORD,)
+    known_conditions: tuple[str, ...] = (PASSWORD, connection.CONDITION)
     keep: tuple[str, ...] = ("startTime", "restoreCallTime", "completionTime", "sourceArn", "restoreTime")
 
     def __init__(self, aws: Aws, fast: StatusCache, slow: StatusCache, region: str, poll: float) -> None:
@@ -154,9 +156,9 @@ class RestoreController:
         if view.phase == "Available" and p.status.get("phase") != "Available" and not p.status.get("completionTime"):
             view = view.with_fields(completionTime=timestamp())
         if view.phase == "Available" and spec.master_password is not None:
-            return self._password(p, spec, ref, view, expires)
+            return self._connect(p, spec, ref, target, self._password(p, spec, ref, view, expires))
         requeue = self.poll / 4 if view.phase == "Restoring" else progress.until(expires, now())
-        return Outcome(view, requeue=requeue)
+        return self._connect(p, spec, ref, target, Outcome(view, requeue=requeue))
 
     def _gone(self, p: Pass, spec: DBRestoreSpec, ref: SourceRef, ident: dict[str, Any]) -> Outcome:
         """Nothing of ours under the name after the restore was made: removed by the ttl (Expired), or
@@ -175,6 +177,45 @@ class RestoreController:
             "dbops does not create it again"
         )
         return Outcome(View("Failed", "False", "NotFound", message, {**ident, "rdsStatus": None}))
+
+    # --- connection details ---------------------------------------------------------------------------
+
+    def _connect(self, p: Pass, spec: DBRestoreSpec, ref: SourceRef, db: dict[str, Any], outcome: Outcome) -> Outcome:
+        """Each pass of a database that is up compares the connection Secret (or ConfigMap) with what AWS
+        reports and writes it when it differs. Not written as asked: Degraded (apps cannot connect)."""
+        view, want = outcome.view, spec.connection
+        if want is None:
+            before = condition(p.status.get("conditions"), connection.CONDITION)
+            if before is None or before.get("reason") == "NotRequested":
+                return outcome
+            cond = Cond(connection.CONDITION, "False", "NotRequested", "spec.connection is not set")
+            return replace(outcome, view=view.with_conditions(cond))
+        if view.phase not in ("Available", "Degraded"):
+            return outcome
+        password = self._connection_password(p, spec, view)
+        data = progress.connection_details(ref.kind, db, password)
+        cond = connection.publish(p.services.kube, p.body, want.kind, want.name, data)
+        if cond.status == "True" or view.phase == "Degraded":
+            return replace(outcome, view=view.with_conditions(cond))
+        text = f"the database is available but not usable as asked: {cond.message}"
+        degraded = View("Degraded", "False", cond.reason, text, view.fields, (*view.conditions, cond))
+        return replace(outcome, view=degraded)
+
+    @staticmethod
+    def _connection_password(p: Pass, spec: DBRestoreSpec, view: View) -> str | None:
+        """The password dbops set from the user's Secret, once it is set (never the source's, never in a
+        ConfigMap); None when it cannot be read now (the password's own condition tells why)."""
+        cfg, want = spec.master_password, spec.connection
+        if want is None or want.kind != "Secret" or cfg is None or cfg.secret_ref is None:
+            return None
+        now_set = any(c.type == PASSWORD and c.status == "True" for c in view.conditions)
+        before = condition(p.status.get("conditions"), PASSWORD) or {}
+        if not now_set and (before.get("status"), before.get("observedGeneration")) != ("True", p.generation):
+            return None
+        try:
+            return str(p.services.kube.read_secret(p.namespace, cfg.secret_ref.name, cfg.secret_ref.key))
+        except K8sError:
+            return None
 
     # --- master password ----------------------------------------------------------------------------
 
@@ -269,6 +310,8 @@ class RestoreController:
         )
         self._act(p, ref, step.calls, spec.deletion_policy)
         if step.done:
+            if spec.connection is not None:  # it goes with the object, whatever becomes of the database
+                connection.withdraw(p.services.kube, p.body, spec.connection.kind, spec.connection.name)
             reason, message = step.reason, step.message
             if reason == "NothingToDelete" and p.status.get("phase") == "Deleting":
                 reason, message = (
