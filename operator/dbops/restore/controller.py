@@ -23,10 +23,10 @@ from dbops.core.aws import Aws, AWSError, StatusCache
 from dbops.core.kube import K8sError, SecretKeyMissingError
 from dbops.core.reconciler import RETRY_ANNOTATION, Note, Outcome, Pass
 from dbops.core.status import Cond, View, condition, held, now, timestamp
-from dbops.core.types import Call, SpecError, owned_by
+from dbops.core.types import SOURCE_TAG, Call, SpecError, owned_by, tags_of
 from dbops.models import DBRestoreSpec, DBRestoreStatus
 from dbops.restore import observe, progress, removal
-from dbops.restore.plan import Existing, collision, plan
+from dbops.restore.plan import Existing, adoption, collision, plan
 from dbops.restore.source import SourceRef, requested_time, source_ref
 
 log = logging.getLogger(__name__)
@@ -75,6 +75,8 @@ class RestoreController:
         if existing is None or self._must_act(spec, ref, existing, p):
             existing = self._fresh(p, spec, ref)
             err = collision(spec, ref.kind, existing, p.uid)
+            if err is not None and spec.adopt:
+                return self._adopt(p, spec, ref, existing, ident)
             if err is not None:
                 raise err
             if self._missing(spec, ref, existing) and not p.status.get("restoreCallTime"):
@@ -131,6 +133,30 @@ class RestoreController:
             "rdsStatus": "creating",
         }
         return Outcome(View("Restoring", "False", "Restoring", message, fields), requeue=self.poll / 4)
+
+    def _adopt(
+        self, p: Pass, spec: DBRestoreSpec, ref: SourceRef, existing: Existing, ident: dict[str, Any]
+    ) -> Outcome:
+        """spec.adopt: a database that a deleted DBRestore of this namespace retained becomes this
+        object's (retagged, never restored again), once the API server confirms that object is gone."""
+        taken = adoption(spec, ref.kind, existing, (p.uid, p.namespace, p.name))
+        former = p.services.kube.get(self.plural, p.namespace, taken.former_name) if taken.former_name else None
+        if former is not None and former["metadata"].get("uid") == taken.former_uid:
+            raise SpecError(
+                "NotAdoptable",
+                f"spec.adopt: {ref.kind} {spec.target.identifier} belongs to DBRestore {taken.former_name}, which "
+                "still exists; dbops leaves it alone",
+            )
+        p.confirm_current()  # not being deleted, same spec, finalizer on: only then take it
+        for call in taken.calls:
+            self.aws.call(ref.region, call.operation, **call.params)
+        self._cache(p).forget(ref.region, ref.kind, [spec.target.identifier])
+        self._cache(p).forget(ref.region, "instance", list(existing.members))
+        message = f"adopted {ref.kind} {spec.target.identifier}, retained by DBRestore {taken.former_name}"
+        p.note("restore-started", "Adopted", message)  # (the audit trail's step that took it up)
+        source = tags_of(existing.target).get(SOURCE_TAG)
+        fields = {**ident, "source": source, "restoreCallTime": timestamp()}
+        return Outcome(View("Restoring", "False", "Adopted", message, fields), requeue=0.0)
 
     def _settled(
         self, p: Pass, spec: DBRestoreSpec, ref: SourceRef, existing: Existing, ident: dict[str, Any]
