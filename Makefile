@@ -6,7 +6,7 @@ VENV_STAMP := .venv/.synced
 PG_ENV = eval "$$(hack/postgres.sh start)" && eval "$$(hack/mariadb.sh start)"
 PYTEST_ARGS ?=
 
-.PHONY: setup system venv k8s promtool postgres mariadb crds lock lint test security demo bench clean
+.PHONY: setup system venv k8s promtool postgres mariadb crds lock lint test security demo up down bench clean
 
 setup: system venv k8s promtool
 
@@ -66,6 +66,14 @@ security: venv k8s
 
 demo: system venv k8s
 	@$(PY) hack/demo.py
+
+# The playground: the API server, the AWS stand-in (seeded for every file in examples/) and the operator
+# left running in the background; `make up` prints the KUBECONFIG line to export, `make down` stops it all.
+up: system venv k8s
+	@$(PY) hack/playground.py up
+
+down:
+	@$(PY) hack/playground.py down
 
 bench: setup
 	@$(PY) -m pytest tests/bench -m bench -s $(PYTEST_ARGS)

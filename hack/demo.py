@@ -1,13 +1,15 @@
 """The newcomer's demo: dbops end to end on the embedded defaults, on this machine alone.
 
 Starts a real kube-apiserver + etcd (built by hack/build-k8s.sh), the local AWS stand-in (moto, with
-restores that take time like RDS), and the operator; seeds a source database with a snapshot; applies
-examples/restore-from-snapshot.yaml; and shows `kubectl get dbrestore -w` until the restore is
-Available, then its events and its audit trail (SQLite, the default). Everything stops when it ends.
+restores that take time like RDS), and the operator, seeded as the playground is (hack/playground.py,
+which `make up` leaves running instead); applies examples/restore-from-snapshot.yaml; and shows
+`kubectl get dbrestore -w` until the restore is Available, then its events in time order and its audit
+trail (SQLite, the default). Everything stops when it ends.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import pathlib
 import subprocess
@@ -18,51 +20,23 @@ import time
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from hack.playground import say, start_stack  # noqa: E402
 from tests.support import kube  # noqa: E402
-from tests.support.fakeaws_fixture import seed_instance, start_server, stop_server  # noqa: E402
-from tests.support.operator import Operator  # noqa: E402
 
-RESTORE_SECONDS = 12.0
-
-
-def say(text: str) -> None:
-    print(f"\n==> {text}", flush=True)
+NAME = "orders-from-snapshot"
 
 
 def main() -> int:
     work = pathlib.Path(tempfile.mkdtemp(prefix="dbops-demo-"))
-    say(f"starting kube-apiserver {kube.K8S_VERSION} + etcd on loopback (work dir {work})")
-    cluster = kube.start(work / "k8s")
-    fake, aws_proc = start_server(work / "fakeaws.log")
-    operator: Operator | None = None
+    stack = start_stack(work)
+    cluster = stack.cluster
     try:
-        kube.install_crds(cluster)
-        say(f"AWS stand-in at {fake.endpoint}; seeding RDS instance 'orders' and snapshot 'orders-nightly'")
-        seed_instance(fake.client("rds"), "orders", snapshot_identifier="orders-nightly")
-        fake.configure(create_seconds=RESTORE_SECONDS)
-        say("starting the operator (python -m dbops run)")
-        env = {
-            **fake.env(),
-            "KUBECONFIG": str(cluster.kubeconfig),
-            "DBOPS_POLL_INTERVAL": "2",
-            # The admission webhook (TLS, on loopback) records who asked: the audit trail names the user.
-            "DBOPS_WEBHOOK_PORT": str(kube.free_port()),
-            "DBOPS_WEBHOOK_HOST": "127.0.0.1",
-        }
-        operator = Operator(work, env).start()
         say("kubectl apply -f examples/restore-from-snapshot.yaml")
         print(cluster.kubectl("apply", "-f", str(ROOT / "examples" / "restore-from-snapshot.yaml")).stdout, end="")
         say("kubectl get dbrestore -w   (until Available)")
-        watch(cluster, "orders-from-snapshot")
-        say("kubectl describe dbrestore orders-from-snapshot (events)")
-        events = cluster.kubectl(
-            "get",
-            "events",
-            "--field-selector=involvedObject.name=orders-from-snapshot",
-            "-o",
-            "custom-columns=TYPE:.type,REASON:.reason,MESSAGE:.message",
-        ).stdout
-        print(events, end="")
+        watch(cluster, NAME)
+        say(f"kubectl get events --field-selector=involvedObject.name={NAME}   (in time order)")
+        print(events_in_order(cluster, NAME), end="")
         say("python -m dbops audit   (the audit trail, in the embedded SQLite default)")
         # The spool is written to the database in the background: give it a moment.
         time.sleep(3)
@@ -76,10 +50,20 @@ def main() -> int:
         return 0
     finally:
         say("stopping everything")
-        if operator:
-            operator.stop()
-        stop_server(aws_proc)
-        cluster.stop()
+        stack.stop()
+
+
+def events_in_order(cluster: kube.Cluster, name: str) -> str:
+    """The object's events oldest first: by when each first happened, then by when the API server stored
+    it (kubectl lists them by name, which is random)."""
+    found = json.loads(
+        cluster.kubectl("get", "events", f"--field-selector=involvedObject.name={name}", "-o", "json").stdout
+    )["items"]
+    found.sort(key=lambda e: (e.get("firstTimestamp") or "", int(e["metadata"]["resourceVersion"])))
+    rows = [("TIME", "TYPE", "REASON", "MESSAGE")]
+    rows += [(e.get("firstTimestamp") or "", e["type"], e["reason"], e["message"]) for e in found]
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    return "".join(f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:<{widths[2]}}  {r[3]}\n" for r in rows)
 
 
 def watch(cluster: kube.Cluster, name: str, timeout: float = 120) -> None:

@@ -37,9 +37,15 @@ def _run(args: argparse.Namespace) -> int:
     import kopf
 
     from dbops import app, metrics
+    from dbops.core import logs
 
-    kopf.configure(verbose=args.verbose, log_format=kopf.LogFormat.FULL)
-    if not args.verbose:  # kopf logs every watch event it hands over ("Handler 'wake...' succeeded")
+    # JSON: one object per line, the object a line is about under "object"; text: [namespace/name] first.
+    log_format = kopf.LogFormat.JSON if cfg.log_format == "json" else kopf.LogFormat.FULL
+    kopf.configure(verbose=args.verbose, log_format=log_format, log_prefix=None)
+    # DBOPS_LOG_LEVEL never takes the library loggers that write request bodies below WARNING; -v (a
+    # developer's switch: everything at DEBUG) does, and the redaction still masks the secrets in them.
+    logs.settle("DEBUG" if args.verbose else cfg.log_level, libraries=args.verbose)
+    if logging.getLogger().level > logging.DEBUG:  # kopf logs every watch event it hands over
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     metrics.serve(cfg.metrics_port)
     if cfg.webhook_port:

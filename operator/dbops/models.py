@@ -369,6 +369,24 @@ class MasterPassword(Model):
     )
 
 
+class Connection(Model):
+    """Where dbops writes how to reach the restored database, for the applications that use it."""
+
+    name: str = text(
+        "Name of the Secret (or ConfigMap) in the DBRestore's namespace. dbops creates it, owned by the "
+        "DBRestore (it goes with it), and keeps it up to date; it never writes into one it did not create.",
+        OBJECT_NAME,
+        default=...,
+    )
+    kind: Literal["Secret", "ConfigMap"] = Field(
+        "Secret",
+        description="Secret (the default) or ConfigMap. Keys: endpoint, readerEndpoint (Aurora), port, engine, "
+        "username, database (when RDS has one), password (only in a Secret, and only when "
+        "spec.masterPassword.secretRef set it), masterUserSecretArn (RDS-managed passwords: the Secrets "
+        "Manager secret that holds it).",
+    )
+
+
 class Target(Model):
     """The new database, and settings that override what is copied from the source."""
 
@@ -554,11 +572,28 @@ class DBRestoreSpec(Model):
         ),
         fixed_once_created("region"),
         *RESTORE_RULES,
+        rule(
+            "!has(self.connection) || self.connection.kind != 'Secret' || !has(self.masterPassword) "
+            "|| !has(self.masterPassword.secretRef) || self.masterPassword.secretRef.name != self.connection.name",
+            "must not name the Secret of spec.masterPassword.secretRef (dbops writes only into a Secret of its own)",
+            field=".connection.name",
+        ),
     )
     source: Source = Field(description="Where the data comes from.")
     target: Target = Field(description="The new database.")
     region: str | None = text("AWS region (default: the operator's). Immutable.", REGION)
     master_password: MasterPassword | None = Field(None, description="Set the master password after restore.")
+    connection: Connection | None = Field(
+        None, description="Write the connection details (endpoint, port, user, password) for applications."
+    )
+    adopt: bool = Field(
+        False,
+        description="Take back a database (or Aurora cluster) of spec.target.identifier that a deleted DBRestore "
+        "of this namespace left behind with deletionPolicy Retain: it carries dbops' tags of that object and "
+        "the dbops.dev/retained-at tag. It is retagged as this object's and not restored again; from then on "
+        "this object's deletionPolicy and ttl apply to it. A database without those tags, of another "
+        "namespace, or of an object that still exists is never adopted.",
+    )
     deletion_policy: Literal["Retain", "Delete", "Snapshot"] = Field(
         "Retain",
         description="What happens to the database when this object is deleted: Retain (default), Delete, or "

@@ -58,6 +58,14 @@ class Settings(BaseSettings):
         default_factory=lambda: os.environ.get("POD_NAME") or os.environ.get("HOSTNAME") or "dbops",
         description="This replica's name (the Lease holder, the events' reporting instance).",
     )
+    log_format: Literal["text", "json"] = Field(
+        "text", description="Log lines as text, or as JSON objects (one a line; the object under the key object)."
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO",
+        description="Level of dbops' and kopf's logs. Libraries that log request bodies (botocore, urllib3, the "
+        "Kubernetes client, SQLAlchemy) stay at WARNING whatever it is.",
+    )
     event_component: str = Field("dbops-operator", description="The events' source (kubectl describe's From).")
     orphans: Literal["report", "snapshot"] = Field(
         "report",

@@ -39,3 +39,14 @@ def event_reasons(cluster: Cluster, namespace: str, name: str) -> list[str]:
 
 def tags(db: dict[str, Any]) -> dict[str, str]:
     return {t["Key"]: t["Value"] for t in db.get("TagList", [])}
+
+
+def instances(rds: Any, ident: str) -> list[dict[str, Any]]:
+    """The DB instances of that identifier (none when there is none: no NotFound error)."""
+    found = rds.describe_db_instances(Filters=[{"Name": "db-instance-id", "Values": [ident]}])
+    return list(found["DBInstances"])
+
+
+def password_set(obj: dict[str, Any]) -> bool:
+    conditions = (obj.get("status") or {}).get("conditions", [])
+    return any(c["type"] == "MasterPasswordSet" and c["status"] == "True" for c in conditions)

@@ -202,6 +202,12 @@ def test_rbac_is_least_privilege(cluster: Cluster) -> None:
     assert reader["rules"] == [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}]
     # Nothing binds the secret reader by default: a team opts in with a RoleBinding in its namespace.
     assert not [d for d in docs if d["kind"].endswith("Binding") and d["roleRef"]["name"] == "dbops-secret-reader"]
+    # Connection details (spec.connection): written only where a namespace binds the writer, never listed.
+    writer = one(docs, "ClusterRole", "dbops-connection-writer")
+    assert writer["rules"] == [
+        {"apiGroups": [""], "resources": ["secrets", "configmaps"], "verbs": ["get", "create", "update", "delete"]}
+    ]
+    assert not [d for d in docs if d["kind"].endswith("Binding") and d["roleRef"]["name"] == "dbops-connection-writer"]
 
 
 def test_aggregated_roles_match_the_built_in_roles_selectors(cluster: Cluster) -> None:

@@ -10,7 +10,7 @@ import base64
 from urllib.parse import quote_plus
 
 from tests.e2e.obs_helpers import SlackServer, eventually, secret
-from tests.e2e.restore_helpers import dbrestore, wait_phase
+from tests.e2e.restore_helpers import dbrestore, password_set, wait_phase
 from tests.support.fakeaws_fixture import FakeAWS, seed_instance
 from tests.support.kube import Cluster
 from tests.support.operator import Operator
@@ -19,11 +19,6 @@ from tests.support.operator import Operator
 PASSWORD = "Sup3r+s3cr3t&x=1%q"
 OWN_PATH = "/services/T0OWN/B0OWN/OwnWebhookCredential1"
 TEAM_PATH = "/services/T0TEAM/B0TEAM/TeamWebhookCredential2"
-
-
-def password_set(obj: dict) -> bool:
-    conditions = (obj.get("status") or {}).get("conditions", [])
-    return any(c["type"] == "MasterPasswordSet" and c["status"] == "True" for c in conditions)
 
 
 def test_no_secret_in_the_most_verbose_log(

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from tests.e2e.obs_helpers import audit_rows, eventually, scrape, value
-from tests.e2e.restore_helpers import dbrestore, phase_is, ready, wait_phase
+from tests.e2e.restore_helpers import dbrestore, instances, phase_is, ready, wait_phase
 from tests.support.fakeaws_fixture import FakeAWS, seed_cluster, seed_instance
 from tests.support.kube import Cluster, Watch
 from tests.support.operator import Operator
@@ -23,13 +23,6 @@ def write_status(cluster: Cluster, name: str, namespace: str, status: dict[str, 
         "patch", "dbrestore", name, "-n", namespace, "--subresource=status", "--type=merge", "-p",
         json.dumps({"status": status}),
     )  # fmt: skip
-
-
-def instances(rds: Any, ident: str) -> list[dict[str, Any]]:
-    found: list[dict[str, Any]] = rds.describe_db_instances(Filters=[{"Name": "db-instance-id", "Values": [ident]}])[
-        "DBInstances"
-    ]
-    return found
 
 
 def test_a_status_written_by_hand_is_overwritten_and_steers_nothing(

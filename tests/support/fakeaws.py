@@ -103,6 +103,26 @@ STATE = State()
 # --- Timed RDS lifecycle ----------------------------------------------------------------------------
 
 
+ENDPOINT_HASH = "FAKEAWS_ENDPOINT_HASH"
+
+
+def _endpoints_of_one_account(instance: Any, cluster: Any) -> None:
+    """With FAKEAWS_ENDPOINT_HASH set (the playground sets the examples' c9akciq32), endpoint hostnames
+    carry that hash, as one AWS account's do (moto: aaaaaaaaaa for instances, a random one per cluster),
+    so that the examples' hostnames name the stand-in's databases."""
+    fixed = os.environ.get(ENDPOINT_HASH)
+    if not fixed:
+        return
+    instance.address = property(lambda self: f"{self.db_instance_identifier}.{fixed}.{self.region}.rds.amazonaws.com")
+    original = cluster.__init__
+
+    def init(self: Any, *args: Any, **kwargs: Any) -> None:
+        original(self, *args, **kwargs)
+        self.url_identifier = fixed
+
+    cluster.__init__ = init
+
+
 def patch_rds_models() -> None:
     """Make moto's DB instances/clusters take time to create (and, optionally, to delete).
 
@@ -150,6 +170,7 @@ def patch_rds_models() -> None:
     for cls in (DBInstance, DBCluster):
         cls.__init__ = timed_init(cls.__init__)  # type: ignore[method-assign]
         cls.status = property(get_status, set_status)  # type: ignore[method-assign,assignment]
+    _endpoints_of_one_account(DBInstance, DBCluster)
 
     # A cluster whose instances are being deleted can itself be deleted (as on AWS).
     members: property = DBCluster.__dict__["_members"]

@@ -150,11 +150,12 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
         proc.wait()
 
 
-def start_server(log_path: Path) -> tuple[FakeAWS, subprocess.Popen[bytes]]:
-    """Start the fake AWS server as a subprocess; the caller stops it with `stop_server`."""
+def start_server(log_path: Path, **extra_env: str) -> tuple[FakeAWS, subprocess.Popen[bytes]]:
+    """Start the fake AWS server as a subprocess (`extra_env`: e.g. FAKEAWS_ENDPOINT_HASH); the caller
+    stops it with `stop_server`."""
     # moto keeps an automated snapshot of every instance and counts it against a quota of 1,000
     # snapshots: the scale benchmark's 10,000 databases need more.
-    env = {"MOTO_RDS_SNAPSHOT_LIMIT": "100000", **os.environ, "PYTHONUNBUFFERED": "1"}
+    env = {"MOTO_RDS_SNAPSHOT_LIMIT": "100000", **os.environ, "PYTHONUNBUFFERED": "1", **extra_env}
     for _attempt in range(3):  # the free port may be taken between probe and bind
         port = _free_port()
         endpoint = f"http://127.0.0.1:{port}"
@@ -303,6 +304,7 @@ def seed_cluster(
     port: int = 5432,
     tags: dict[str, str] | None = None,
     snapshot_identifier: str | None = None,
+    network: str | None = None,
 ) -> Seeded:
     """A source Aurora cluster (subnet group, security group, cluster parameter group, tags) with a
     writer instance, plus a manual cluster snapshot, all available at once. ``client``: RDS client."""
@@ -310,7 +312,8 @@ def seed_cluster(
     snapshot_identifier = snapshot_identifier or f"{identifier}-snapshot"
     writer = f"{identifier}-writer"
     with _untimed(client):
-        subnet_group, security_group_ids = _network(client, identifier)
+        # `network`: the name of its subnet and security groups, when an instance of the same name has them.
+        subnet_group, security_group_ids = _network(client, network or identifier)
         parameter_group = f"{identifier}-cluster-params"
         client.create_db_cluster_parameter_group(
             DBClusterParameterGroupName=parameter_group,

@@ -209,7 +209,7 @@ def test_modifies_and_deletes_only_what_dbops_tagged() -> None:
     final = removal.final_snapshot_name("orders", "0123456789abcdef")
     assert final.startswith("orders-final-")
     for s in _statements():
-        if not [a for a in s["Action"] if re.match(r"rds:(Modify|Delete)", a)]:
+        if not [a for a in s["Action"] if re.match(r"rds:(Modify|Delete|RemoveTags)", a)]:
             continue
         if _condition(s, "StringEquals", tag) == "dbops":
             assert all(re.search(r":(db|cluster):\*$", r) for r in s["Resource"]), s["Sid"]

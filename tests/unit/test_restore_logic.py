@@ -360,3 +360,81 @@ def test_aurora_instances_go_before_their_cluster() -> None:
 
 def test_duration_parsing() -> None:
     assert source.parse_duration("1d12h30m") == timedelta(days=1, hours=12, minutes=30)
+
+
+def test_connection_details_of_a_cluster_and_of_a_managed_password() -> None:
+    cluster = {
+        "Status": "available",
+        "Endpoint": "c.cluster-x.us-east-1.rds.amazonaws.com",
+        "ReaderEndpoint": "c.cluster-ro-x.us-east-1.rds.amazonaws.com",
+        "Port": 5432,
+        "Engine": "aurora-postgresql",
+        "MasterUsername": "dbadmin",
+        "DatabaseName": "",
+        "MasterUserSecret": {"SecretArn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:rds!c"},
+    }
+    assert progress.connection_details("cluster", cluster, None) == {
+        "endpoint": "c.cluster-x.us-east-1.rds.amazonaws.com",
+        "readerEndpoint": "c.cluster-ro-x.us-east-1.rds.amazonaws.com",
+        "port": "5432",
+        "engine": "aurora-postgresql",
+        "username": "dbadmin",
+        "masterUserSecretArn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:rds!c",
+    }
+    instance = {"Endpoint": {"Address": "i.x.us-east-1.rds.amazonaws.com", "Port": 3306}, "DBName": "shop"}
+    details = progress.connection_details("instance", instance, "pw")
+    assert details == {
+        "endpoint": "i.x.us-east-1.rds.amazonaws.com",
+        "port": "3306",
+        "database": "shop",
+        "password": "pw",
+    }
+
+
+def _retained(
+    uid: str = "old", namespace: str = "ns", kind: str = "DBRestore", retained: bool = True
+) -> dict[str, Any]:
+    tags = {
+        types.MANAGED_BY_TAG: "dbops",
+        types.OWNER_TAG: uid,
+        types.NAMESPACE_TAG: namespace,
+        types.NAME_TAG: "r-old",
+        types.KIND_TAG: kind,
+    } | ({types.RETAINED_TAG: "2026-11-20T00:00:00Z"} if retained else {})
+    return {
+        "DBInstanceIdentifier": "orders-copy",
+        "DBInstanceArn": "arn:aws:rds:us-east-1:123456789012:db:orders-copy",
+        "TagList": [{"Key": k, "Value": v} for k, v in tags.items()],
+    }
+
+
+def test_adoption_retags_a_retained_database_of_this_namespace() -> None:
+    taken = restore_plan.adoption(spec(adopt=True), "instance", Existing(_retained()), (UID, "ns", "r"))
+    assert (taken.former_uid, taken.former_name) == ("old", "r-old")
+    add, remove = taken.calls
+    assert add.operation == "add_tags_to_resource" and {"Key": types.OWNER_TAG, "Value": UID} in add.params["Tags"]
+    assert remove.params == {"ResourceName": _retained()["DBInstanceArn"], "TagKeys": [types.RETAINED_TAG]}
+
+
+@pytest.mark.parametrize(
+    ("db", "words"),
+    [
+        (None, "does not exist"),
+        ({"DBInstanceIdentifier": "orders-copy", "TagList": [{"Key": "team", "Value": "x"}]}, "not created by dbops"),
+        (_retained(namespace="other"), "belongs to namespace other"),
+        (_retained(kind="DBAttach"), "was created by a DBAttach"),
+        (_retained(retained=False), "was not retained"),
+    ],
+)
+def test_adoption_refuses_what_is_not_a_retained_database_of_this_namespace(db: Any, words: str) -> None:
+    with pytest.raises(SpecError) as err:
+        restore_plan.adoption(spec(adopt=True), "instance", Existing(db), (UID, "ns", "r"))
+    assert err.value.reason == "NotAdoptable" and words in err.value.message
+
+
+def test_adoption_refuses_a_cluster_member_of_another_object() -> None:
+    member = _retained(uid="someone-else") | {"DBInstanceIdentifier": "orders-copy-1"}
+    with pytest.raises(SpecError, match="orders-copy-1 is not part of the retained"):
+        restore_plan.adoption(
+            spec(adopt=True), "cluster", Existing(_retained(), {"orders-copy-1": member}), (UID, "ns", "r")
+        )

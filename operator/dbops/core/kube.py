@@ -198,6 +198,45 @@ class Kube:
         except Exception as exc:
             raise K8sError(f"event: {type(exc).__name__}") from None
 
+    # --- Secrets and ConfigMaps dbops writes (connection details) ----------------------------------------
+
+    def read_core(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        """A Secret or ConfigMap as stored (Secret data base64), or None when there is none."""
+        try:
+            obj = self._core_call("read", kind, namespace, name)
+        except K8sError as err:
+            if err.status == 404:
+                return None
+            raise
+        return self.api().sanitize_for_serialization(obj)  # type: ignore[no-untyped-call,no-any-return]
+
+    def create_core(self, kind: str, namespace: str, body: dict[str, Any]) -> None:
+        self._core_call("create", kind, namespace, body["metadata"]["name"], body=body)
+
+    def replace_core(self, kind: str, namespace: str, body: dict[str, Any]) -> None:
+        """PUT with the body's resourceVersion: a concurrent writer makes it fail (409), never lose."""
+        self._core_call("replace", kind, namespace, body["metadata"]["name"], body=body)
+
+    def delete_core(self, kind: str, namespace: str, name: str, uid: str) -> None:
+        """Delete only the object of that UID (a precondition: a namesake made since is left alone)."""
+        options = kubernetes.client.V1DeleteOptions(preconditions=kubernetes.client.V1Preconditions(uid=uid))
+        try:
+            self._core_call("delete", kind, namespace, name, body=options)
+        except K8sError as err:
+            if err.status not in (404, 409):  # gone already, or another object of that name now
+                raise
+
+    def _core_call(self, verb: str, kind: str, namespace: str, name: str, **kwargs: Any) -> Any:
+        suffix = {"Secret": "secret", "ConfigMap": "config_map"}[kind]
+        method = getattr(kubernetes.client.CoreV1Api(self.api()), f"{verb}_namespaced_{suffix}")
+        args = (namespace,) if verb == "create" else (name, namespace)
+        try:
+            return method(*args, _request_timeout=self.timeout, **kwargs)
+        except ApiException as exc:
+            raise _error(exc, f"{kind} {namespace}/{name}") from None
+        except Exception as exc:  # urllib3's connection errors: the API server is unreachable
+            raise K8sError(f"{kind} {namespace}/{name}: {type(exc).__name__}") from None
+
 
 class SecretKeyMissingError(K8sError):
     """The Secret exists but lacks the key the spec names."""

@@ -29,6 +29,7 @@ from typing import Any, Protocol
 from pydantic import BaseModel, ValidationError
 
 from dbops.core import kube as kube_mod
+from dbops.core import logs
 from dbops.core.aws import AWSError, paced_seconds
 from dbops.core.queue import WorkQueue
 from dbops.core.status import Cond, View, condition, fingerprint, render, same
@@ -234,10 +235,8 @@ class Reconciler:
                 continue
             begun = time.monotonic()
             try:
-                delay = self.run(key)
-            except Exception:  # a bug in a pass: log it, and try again later rather than die
-                log.exception("reconcile of %s/%s/%s failed", *key)
-                delay = self._backoff(key)
+                with logs.about(self.controllers[key[0]].kind, key[1], key[2]):
+                    delay = self._logged_run(key)
             finally:
                 self.queue.done(key)
                 self.heartbeat = time.monotonic()
@@ -245,6 +244,13 @@ class Reconciler:
                     self.observe_pass(self.controllers[key[0]].kind, self.heartbeat - begun)
             if delay is not None:
                 self.queue.add(key, delay)
+
+    def _logged_run(self, key: Key) -> float | None:
+        try:
+            return self.run(key)
+        except Exception:  # a bug in a pass: log it, and try again later rather than die
+            log.exception("reconcile of %s/%s/%s failed", *key)
+            return self._backoff(key)
 
     def regions(self) -> set[str]:
         """The regions the objects name (spec.region): where the orphan sweep looks, besides the default."""
@@ -342,7 +348,7 @@ class Reconciler:
     def _render(self, p: Pass, view: View) -> dict[str, Any]:
         throttled = _throttled(p.status, paced_seconds())
         if throttled is not None:  # the shared AWS budget delayed this object (or no longer does): say so
-            view = View(view.phase, view.ready, view.reason, view.message, view.fields, (*view.conditions, throttled))
+            view = view.with_conditions(throttled)
         known = (*p.controller.known_conditions, THROTTLED)
         status = render(view, p.status, p.generation, known, p.controller.keep)
         # The kind's typed status model checks every field name and type before anything is written.
@@ -368,7 +374,8 @@ class Reconciler:
                 mem.status = fingerprint(status)
 
     def _post(self, p: Pass, notes: list[Note]) -> None:
-        for note in notes:
+        for note in notes:  # each step in the log too (words written for events: never a secret)
+            log.log(logging.WARNING if note.warning else logging.INFO, "%s: %s", note.reason, note.message)
             self.services.reporter.post(
                 p.body, note.action, note.reason, note.message, warning=note.warning, **note.details
             )

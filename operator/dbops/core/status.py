@@ -83,6 +83,9 @@ class View:
     def with_fields(self, **fields: Any) -> View:
         return View(self.phase, self.ready, self.reason, self.message, {**self.fields, **fields}, self.conditions)
 
+    def with_conditions(self, *conditions: Cond) -> View:
+        return View(self.phase, self.ready, self.reason, self.message, self.fields, (*self.conditions, *conditions))
+
 
 def held(status: dict[str, Any]) -> View:
     """The status as it is, as a view: for a pass that has nothing new to say yet."""

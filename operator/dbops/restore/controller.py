@@ -13,19 +13,21 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel
 
+from dbops.core import connection
 from dbops.core.aws import Aws, AWSError, StatusCache
 from dbops.core.kube import K8sError, SecretKeyMissingError
 from dbops.core.reconciler import RETRY_ANNOTATION, Note, Outcome, Pass
 from dbops.core.status import Cond, View, condition, held, now, parse_timestamp, timestamp
-from dbops.core.types import Call, SpecError, owned_by
+from dbops.core.types import SOURCE_TAG, Call, SpecError, owned_by, tags_of
 from dbops.models import DBRestoreSpec, DBRestoreStatus
 from dbops.restore import observe, probe, progress, removal, verify
-from dbops.restore.plan import Existing, collision, plan
+from dbops.restore.plan import Existing, adoption, collision, plan
 from dbops.restore.source import SourceRef, requested_time, source_ref
 
 log = logging.getLogger(__name__)
@@ -48,7 +50,7 @@ class RestoreController:
     kind = "DBRestore"
     plural = "dbrestores"
     status_model: type[BaseModel] = DBRestoreStatus
-    known_conditions: tuple[str, ...] = (PASSWORD, verify.VERIFIED)
+    known_conditions: tuple[str, ...] = (PASSWORD, verify.VERIFIED, connection.CONDITION)
     keep: tuple[str, ...] = (
         "startTime",
         "restoreCallTime",
@@ -83,6 +85,8 @@ class RestoreController:
         if existing is None or self._must_act(spec, ref, existing, p):
             existing = self._fresh(p, spec, ref)
             err = collision(spec, ref.kind, existing, p.uid)
+            if err is not None and spec.adopt:
+                return self._adopt(p, spec, ref, existing, ident)
             if err is not None:
                 raise err
             if self._missing(spec, ref, existing) and not p.status.get("restoreCallTime"):
@@ -141,6 +145,30 @@ class RestoreController:
         }
         return Outcome(View("Restoring", "False", "Restoring", message, fields), requeue=self.poll / 4)
 
+    def _adopt(
+        self, p: Pass, spec: DBRestoreSpec, ref: SourceRef, existing: Existing, ident: dict[str, Any]
+    ) -> Outcome:
+        """spec.adopt: a database that a deleted DBRestore of this namespace retained becomes this
+        object's (retagged, never restored again), once the API server confirms that object is gone."""
+        taken = adoption(spec, ref.kind, existing, (p.uid, p.namespace, p.name))
+        former = p.services.kube.get(self.plural, p.namespace, taken.former_name) if taken.former_name else None
+        if former is not None and former["metadata"].get("uid") == taken.former_uid:
+            raise SpecError(
+                "NotAdoptable",
+                f"spec.adopt: {ref.kind} {spec.target.identifier} belongs to DBRestore {taken.former_name}, which "
+                "still exists; dbops leaves it alone",
+            )
+        p.confirm_current()  # not being deleted, same spec, finalizer on: only then take it
+        for call in taken.calls:
+            self.aws.call(ref.region, call.operation, **call.params)
+        self._cache(p).forget(ref.region, ref.kind, [spec.target.identifier])
+        self._cache(p).forget(ref.region, "instance", list(existing.members))
+        message = f"adopted {ref.kind} {spec.target.identifier}, retained by DBRestore {taken.former_name}"
+        p.note("restore-started", "Adopted", message)  # (the audit trail's step that took it up)
+        source = tags_of(existing.target).get(SOURCE_TAG)
+        fields = {**ident, "source": source, "restoreCallTime": timestamp()}
+        return Outcome(View("Restoring", "False", "Adopted", message, fields), requeue=0.0)
+
     def _settled(
         self, p: Pass, spec: DBRestoreSpec, ref: SourceRef, existing: Existing, ident: dict[str, Any]
     ) -> Outcome:
@@ -169,6 +197,7 @@ class RestoreController:
         else:
             requeue = self.poll / 4 if view.phase == "Restoring" else progress.until(expires, now())
             outcome = Outcome(view, requeue=requeue)
+        outcome = self._connect(p, spec, ref, target, outcome)
         if spec.verify is not None and outcome.view.phase == "Available":
             return self._verify(p, spec, ref, target, outcome, expires)
         return outcome
@@ -190,6 +219,45 @@ class RestoreController:
             "dbops does not create it again"
         )
         return Outcome(View("Failed", "False", "NotFound", message, {**ident, "rdsStatus": None}))
+
+    # --- connection details ---------------------------------------------------------------------------
+
+    def _connect(self, p: Pass, spec: DBRestoreSpec, ref: SourceRef, db: dict[str, Any], outcome: Outcome) -> Outcome:
+        """Each pass of a database that is up compares the connection Secret (or ConfigMap) with what AWS
+        reports and writes it when it differs. Not written as asked: Degraded (apps cannot connect)."""
+        view, want = outcome.view, spec.connection
+        if want is None:
+            before = condition(p.status.get("conditions"), connection.CONDITION)
+            if before is None or before.get("reason") == "NotRequested":
+                return outcome
+            cond = Cond(connection.CONDITION, "False", "NotRequested", "spec.connection is not set")
+            return replace(outcome, view=view.with_conditions(cond))
+        if view.phase not in ("Available", "Degraded"):
+            return outcome
+        password = self._connection_password(p, spec, view)
+        data = progress.connection_details(ref.kind, db, password)
+        cond = connection.publish(p.services.kube, p.body, want.kind, want.name, data)
+        if cond.status == "True" or view.phase == "Degraded":
+            return replace(outcome, view=view.with_conditions(cond))
+        text = f"the database is available but not usable as asked: {cond.message}"
+        degraded = View("Degraded", "False", cond.reason, text, view.fields, (*view.conditions, cond))
+        return replace(outcome, view=degraded)
+
+    @staticmethod
+    def _connection_password(p: Pass, spec: DBRestoreSpec, view: View) -> str | None:
+        """The password dbops set from the user's Secret, once it is set (never the source's, never in a
+        ConfigMap); None when it cannot be read now (the password's own condition tells why)."""
+        cfg, want = spec.master_password, spec.connection
+        if want is None or want.kind != "Secret" or cfg is None or cfg.secret_ref is None:
+            return None
+        now_set = any(c.type == PASSWORD and c.status == "True" for c in view.conditions)
+        before = condition(p.status.get("conditions"), PASSWORD) or {}
+        if not now_set and (before.get("status"), before.get("observedGeneration")) != ("True", p.generation):
+            return None
+        try:
+            return str(p.services.kube.read_secret(p.namespace, cfg.secret_ref.name, cfg.secret_ref.key))
+        except K8sError:
+            return None
 
     # --- master password ----------------------------------------------------------------------------
 
@@ -314,6 +382,8 @@ class RestoreController:
         )
         self._act(p, ref, step.calls, spec.deletion_policy)
         if step.done:
+            if spec.connection is not None:  # it goes with the object, whatever becomes of the database
+                connection.withdraw(p.services.kube, p.body, spec.connection.kind, spec.connection.name)
             reason, message = step.reason, step.message
             if reason == "NothingToDelete" and p.status.get("phase") == "Deleting":
                 reason, message = (

@@ -31,7 +31,7 @@ def fresh(aws: Aws, cache: StatusCache, kind: Kind, region: str, spec: DBRestore
     ident = spec.target.identifier
     target = aws.look_one(region, kind, ident)
     names = set(instance_names(spec)) if kind == "cluster" else set()
-    if kind == "cluster" and owned_by(target, uid):
+    if kind == "cluster" and (owned_by(target, uid) or spec.adopt):  # (adopt: the retained one's members)
         names |= {m["DBInstanceIdentifier"] for m in (target or {}).get("DBClusterMembers", [])}
     found = aws.look(region, "instance", names)
     members: dict[str, dict[str, Any] | None] = {n: found.get(n) for n in sorted(names)}

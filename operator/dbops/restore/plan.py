@@ -11,7 +11,22 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from dbops.core.types import Call, Kind, SpecError, clean, owned_by, ownership_tags
+from dbops.core.types import (
+    KIND_TAG,
+    MANAGED_BY_TAG,
+    NAME_TAG,
+    NAMESPACE_TAG,
+    OWNER_TAG,
+    RETAINED_TAG,
+    SOURCE_TAG,
+    Call,
+    Kind,
+    SpecError,
+    clean,
+    owned_by,
+    ownership_tags,
+    tags_of,
+)
 from dbops.models import TARGET_KIND_ONLY, DBRestoreSpec, Target
 from dbops.restore.source import SourceRef, instance_names
 
@@ -58,6 +73,54 @@ def collision(spec: DBRestoreSpec, kind: Kind, existing: Existing, uid: str) -> 
             f"DB instance {foreign[0]} already exists and was not created by this DBRestore; dbops leaves it alone",
         )
     return None
+
+
+@dataclass(frozen=True)
+class Adoption:
+    """Taking over a retained database: its former owner, and the calls that make it this object's."""
+
+    former_uid: str
+    former_name: str
+    calls: list[Call]
+
+
+def adoption(spec: DBRestoreSpec, kind: Kind, existing: Existing, owner: tuple[str, str, str]) -> Adoption:
+    """spec.adopt: the calls that retag a database that a deleted DBRestore of this namespace retained
+    (and, for Aurora, its instances of that same object) as this object's. Anything else under the
+    name is refused in words: a database dbops did not make, another namespace's, or one not retained.
+    Whether the former object is really gone is for the caller to check (it takes the API server)."""
+    uid, namespace, name = owner
+    db, what = existing.target, f"{kind} {spec.target.identifier}"
+    tags = tags_of(db)
+    former = tags.get(OWNER_TAG, "")
+    why = "does not exist" if db is None else _not_adoptable(tags, namespace)
+    if why:
+        raise SpecError("NotAdoptable", f"spec.adopt: {what} {why}; dbops leaves it alone")
+    calls = []
+    for found in [db, *existing.members.values()]:
+        if found is None or owned_by(found, uid):
+            continue
+        ident = found.get("DBInstanceIdentifier") if found is not db else spec.target.identifier
+        if not owned_by(found, former):
+            raise SpecError("NotAdoptable", f"spec.adopt: DB instance {ident} is not part of the retained {what}")
+        arn = found.get("DBInstanceArn") or found.get("DBClusterArn")
+        ours = ownership_tags(uid, namespace, name, "DBRestore", spec.target.tags, source=tags.get(SOURCE_TAG))
+        calls.append(Call("add_tags_to_resource", {"ResourceName": arn, "Tags": ours}))
+        calls.append(Call("remove_tags_from_resource", {"ResourceName": arn, "TagKeys": [RETAINED_TAG]}))
+    return Adoption(former, tags.get(NAME_TAG, ""), calls)
+
+
+def _not_adoptable(tags: dict[str, str], namespace: str) -> str:
+    """Why a database with these tags may not be adopted from `namespace` ("" when it may)."""
+    if tags.get(MANAGED_BY_TAG) != "dbops" or not tags.get(OWNER_TAG):
+        return "was not created by dbops"
+    if tags.get(KIND_TAG) != "DBRestore":
+        return f"was created by a {tags.get(KIND_TAG) or 'other object'}, not a DBRestore"
+    if tags.get(NAMESPACE_TAG) != namespace:
+        return f"belongs to namespace {tags.get(NAMESPACE_TAG)}, not this one"
+    if RETAINED_TAG not in tags:
+        return f"was not retained (DBRestore {tags.get(NAME_TAG)} was not deleted with deletionPolicy Retain)"
+    return ""
 
 
 def plan(

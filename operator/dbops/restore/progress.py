@@ -111,3 +111,21 @@ def until(when: datetime | None, now: datetime) -> float | None:
 
 def _camel(text: str) -> str:
     return "".join(part.capitalize() for part in text.split("-"))
+
+
+def connection_details(kind: Kind, db: dict[str, Any], password: str | None) -> dict[str, str]:
+    """What applications need to reach the database, as AWS reports it now (string values, for a
+    Secret or ConfigMap). `password`: the one dbops set from the user's Secret, if it is to be written."""
+    fields = db_fields(kind, db)
+    secret = db.get("MasterUserSecret") or {}
+    found = {
+        "endpoint": fields.get("endpoint"),
+        "readerEndpoint": fields.get("readerEndpoint"),
+        "port": fields.get("port"),
+        "engine": fields.get("engine"),
+        "username": db.get("MasterUsername"),
+        "database": db.get("DBName") or db.get("DatabaseName"),
+        "masterUserSecretArn": secret.get("SecretArn"),
+        "password": password,
+    }
+    return {k: str(v) for k, v in found.items() if v not in (None, "")}
