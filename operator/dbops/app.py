@@ -98,6 +98,7 @@ def build(cfg: Settings, health: Health) -> Services:
         watched=orphans.watcher(cfg.namespace),
         handle=cfg.orphans,
         grace=cfg.orphan_grace,
+        namespaces=orphans.exact_namespaces(cfg.namespace),
     )
     metrics.count_orphans(m, lambda: sweep.count)
     services = Services(
