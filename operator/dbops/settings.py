@@ -24,6 +24,11 @@ class Settings(BaseSettings):
     namespace: str = Field(
         "", description="Namespaces to watch, comma-separated kopf patterns (globs, !exclusions); empty: all."
     )
+    cluster_scan: bool = Field(
+        True,
+        description="Let kopf list and watch namespaces and CRDs cluster-wide (to follow namespace patterns and "
+        "CRDs that come and go). false for a namespace-scoped install, whose Role allows neither.",
+    )
     poll_interval: float = Field(
         30.0, gt=0, description="Seconds between RDS status polls of objects on their way (one call per region)."
     )
