@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Sourced by hack/helm.sh and hack/promtool.sh: build one command from the Go module proxy into a cache
 # directory named by its version (outside the repository), once; a second run builds nothing.
 #
