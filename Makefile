@@ -6,9 +6,9 @@ VENV_STAMP := .venv/.synced
 PG_ENV = eval "$$(hack/postgres.sh start)" && eval "$$(hack/mariadb.sh start)"
 PYTEST_ARGS ?=
 
-.PHONY: setup system venv k8s promtool postgres mariadb crds lock lint test security demo up down bench clean
+.PHONY: setup system venv k8s promtool helm postgres mariadb crds lock lint test security demo up down bench clean
 
-setup: system venv k8s promtool
+setup: system venv k8s promtool helm
 
 system:
 	@hack/system-deps.sh
@@ -29,6 +29,10 @@ k8s:
 promtool:
 	@hack/promtool.sh >/dev/null
 
+# helm, for `helm lint` and `helm template` of charts/ (tests/e2e/test_helm.py).
+helm:
+	@hack/helm.sh >/dev/null
+
 postgres:
 	@hack/postgres.sh start
 
@@ -36,11 +40,11 @@ postgres:
 mariadb:
 	@hack/mariadb.sh start
 
-# Regenerate crds/ (and the copy kustomize reads in manifests/base/crds) from operator/dbops/models.py
-# (tests fail when they drift).
+# Regenerate crds/ from operator/dbops/models.py, and the copy kustomize reads (it reads no file outside
+# its root): manifests/crds (a test fails when they drift; charts/dbops-crds/files links to crds/).
 crds: venv
 	$(PY) -m dbops crds crds
-	cp crds/*.yaml manifests/base/crds/
+	cp crds/*.yaml manifests/crds/
 
 # Regenerate the lock files after a change to pyproject.toml.
 lock: venv

@@ -5,22 +5,13 @@
 #
 # Usage: hack/promtool.sh    build (if not cached) and print the path of the binary
 set -euo pipefail
+# shellcheck source=hack/go-tool.sh
+source "$(dirname "$0")/go-tool.sh"
 
 PROM_MODULE_VERSION="${PROM_MODULE_VERSION:-v0.316.0}"
 CACHE_ROOT="${DBOPS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/dbops}"
 BIN_DIR="$CACHE_ROOT/tools/promtool-$PROM_MODULE_VERSION"
-export GOFLAGS="-buildvcs=false" CGO_ENABLED=0 GOTOOLCHAIN=local
 
-if [ ! -x "$BIN_DIR/promtool" ]; then
-  echo "[promtool] building promtool $PROM_MODULE_VERSION from the Go module proxy (5-15 min cold)" >&2
-  mkdir -p "$BIN_DIR"
-  start=$SECONDS
-  # A heartbeat, so that minutes of compiling are not silence.
-  (while sleep 30; do echo "[promtool]   still building ($((SECONDS - start))s)" >&2; done) &
-  beat=$!
-  trap 'kill "$beat" 2>/dev/null || true' EXIT
-  GOBIN="$BIN_DIR" nice go install -p "${PROMTOOL_BUILD_JOBS:-$(nproc)}" \
-    "github.com/prometheus/prometheus/cmd/promtool@$PROM_MODULE_VERSION"
-  echo "[promtool] built in $((SECONDS - start))s" >&2
-fi
+go_tool promtool "$BIN_DIR" "github.com/prometheus/prometheus/cmd/promtool@$PROM_MODULE_VERSION" \
+  -p "${PROMTOOL_BUILD_JOBS:-$(nproc)}"
 echo "$BIN_DIR/promtool"

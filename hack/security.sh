@@ -6,7 +6,7 @@
 #   gitleaks    secrets in the git history and in the working tree (what git would commit)
 #   actionlint  workflow syntax and expressions (and their run: scripts, through shellcheck)
 #   zizmor      (offline) workflow security;  shellcheck: hack/*.sh, .ci/run
-#   checkov     terraform/, the rendered kustomize manifests (base, overlays, argocd), Dockerfile, workflows
+#   checkov     terraform/, the rendered kustomize manifests (base, overlays, argocd) and charts, Dockerfile, workflows
 #   bandit      operator/;  semgrep: .semgrep/ rules (tested by .semgrep/dbops.py) on operator/
 #   hclfmt      formatting of terraform/ (see hack/tools.sh for why not `terraform fmt`)
 #   pip-audit   known vulnerabilities in requirements/runtime.lock
@@ -77,6 +77,15 @@ render_manifests() { # kustomize output of every installable tree, for checkov's
     name="${dir//\//_}"
     "$K8S_BIN/kubectl" kustomize "$dir" >"$work/rendered/$name.yaml" || return 1
   done
+  # The Helm chart too, cluster- and namespace-scoped, with everything optional turned on.
+  local helm scope
+  helm="$(hack/helm.sh)" || return 1
+  for scope in cluster namespace; do
+    "$helm" template dbops charts/dbops -n dbops-system --set "watch.scope=$scope" \
+      --set webhook.certManager.enabled=true --set monitoring.prometheusRule.enabled=true \
+      --set monitoring.dashboard.enabled=true 2>/dev/null >"$work/rendered/chart_$scope.yaml" || return 1
+  done
+  "$helm" template dbops-crds charts/dbops-crds 2>/dev/null >"$work/rendered/chart_crds.yaml" || return 1
 }
 
 checkov_scan() {

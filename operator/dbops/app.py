@@ -100,6 +100,7 @@ def build(cfg: Settings, health: Health) -> Services:
         watched=orphans.watcher(cfg.namespace),
         handle=cfg.orphans,
         grace=cfg.orphan_grace,
+        namespaces=orphans.exact_namespaces(cfg.namespace),
     )
     metrics.count_orphans(m, lambda: sweep.count)
     services = Services(
@@ -138,6 +139,8 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     settings.posting.enabled = False  # events are the core's (its own component name, aggregated)
     settings.watching.server_timeout = 300
     settings.networking.request_timeout = 60
+    # Without it, kopf retries the forbidden cluster-wide lists for half a minute before it starts.
+    settings.scanning.disabled = not cfg.cluster_scan
     health: Health = memo["health"]
     services = build(cfg, health)
     memo["services"] = services

@@ -70,6 +70,15 @@ def orphans(
     return found
 
 
+def exact_namespaces(patterns: str) -> list[str] | None:
+    """The namespaces to list objects in, when the patterns name them exactly (a namespace-scoped
+    install, whose Role allows no cluster-wide list); None (list cluster-wide) for globs or exclusions."""
+    rules = [p.strip() for p in patterns.split(",") if p.strip()]
+    if not rules or any(p.startswith("!") or any(c in p for c in "*?[") for p in rules):
+        return None
+    return rules
+
+
 def watcher(patterns: str) -> Callable[[str], bool]:
     """kopf's namespace patterns (globs, !exclusions; empty: all) as a predicate."""
     rules = [p.strip() for p in patterns.split(",") if p.strip()]
@@ -91,9 +100,11 @@ class Sweep:
         watched: Callable[[str], bool],
         handle: str = "report",
         grace: float = 3600.0,
+        namespaces: list[str] | None = None,
     ) -> None:
         self.aws, self.kube, self.reporter = aws, kube, reporter
         self.regions, self.watched = regions, watched
+        self.namespaces: list[str | None] = [*namespaces] if namespaces else [None]  # None: cluster-wide
         self.handle, self.grace = handle, grace
         self.first_seen: dict[str, float] = {}  # "region/identifier" -> when first found orphaned
         self.count: dict[str, int] = {}  # owner kind -> orphans now (the metric)
@@ -108,7 +119,12 @@ class Sweep:
                 log.warning("orphan sweep skipped: %s", exc)
 
     def once(self) -> list[Orphan]:
-        known = {str(o["metadata"]["uid"]) for plural in PLURALS for o in self.kube.list(plural)}
+        known = {
+            str(o["metadata"]["uid"])
+            for plural in PLURALS
+            for ns in self.namespaces
+            for o in self.kube.list(plural, ns)
+        }
         dbs = [(r, k, db) for r in sorted(self.regions()) for k, db in self._tagged(r)]
         found = orphans(dbs, known, self.watched)
         keys = {f"{o.region}/{o.identifier}" for o in found}

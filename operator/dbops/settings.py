@@ -24,6 +24,11 @@ class Settings(BaseSettings):
     namespace: str = Field(
         "", description="Namespaces to watch, comma-separated kopf patterns (globs, !exclusions); empty: all."
     )
+    cluster_scan: bool = Field(
+        True,
+        description="Let kopf list and watch namespaces and CRDs cluster-wide (to follow namespace patterns and "
+        "CRDs that come and go). false for a namespace-scoped install, whose Role allows neither.",
+    )
     # 5 s: an object shows Available within seconds of RDS saying so (the benchmark's goal is p99 under
     # 10 s), at one batched Describe call per region per 5 s, and only while something is on its way.
     poll_interval: float = Field(

@@ -10,52 +10,47 @@ without secrets) are checked on the rendered output, overlay by overlay.
 from __future__ import annotations
 
 import json
-import pathlib
-import subprocess
-from typing import Any
 
 import pytest
 import yaml
 
+from tests.e2e.manifest_helpers import as_yaml, container_env, install_third_party_crds, one, render
 from tests.support.kube import ROOT, Cluster
 
-OVERLAYS = ("eks", "eks-pod-identity", "gke", "aks")
-FIXTURE_CRDS = ROOT / "tests" / "fixtures" / "crds"
+OVERLAYS = ("eks", "eks-pod-identity", "gke", "aks", "namespaced")
 NAMESPACE = "dbops-system"
-
-
-def render(cluster: Cluster, path: pathlib.Path) -> list[dict[str, Any]]:
-    out = subprocess.run(
-        [str(cluster.bin / "kubectl"), "kustomize", str(path)], capture_output=True, text=True, check=False
-    )
-    assert out.returncode == 0, out.stderr
-    return [d for d in yaml.safe_load_all(out.stdout) if d]
-
-
-def one(docs: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
-    (found,) = [d for d in docs if d["kind"] == kind and d["metadata"]["name"] == name]
-    return found
-
-
-def container_env(deploy: dict[str, Any]) -> dict[str, str]:
-    return {e["name"]: e.get("value", "") for e in deploy["spec"]["template"]["spec"]["containers"][0]["env"]}
+CLUSTER_WIDE = {"Namespace", "ClusterRole", "ClusterRoleBinding"}
 
 
 @pytest.fixture(scope="module")
 def third_party_crds(cluster: Cluster) -> None:
-    for path in sorted(FIXTURE_CRDS.glob("*.yaml")):
-        cluster.kubectl("apply", "--server-side", "-f", str(path))
-        cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", "-f", str(path))
-    for ns in (NAMESPACE, "argocd"):
+    install_third_party_crds(cluster)
+    for ns in (NAMESPACE, "argocd", "team-a"):
         # Namespaced objects cannot be dry-run into a namespace that does not exist yet.
         if cluster.kubectl("get", "namespace", ns, check=False).returncode != 0:
             cluster.kubectl("create", "namespace", ns)
 
 
-def test_base_crds_are_the_generated_ones() -> None:
+def test_shipped_crds_are_the_generated_ones() -> None:
     generated = {p.name: p.read_text() for p in (ROOT / "crds").glob("*.yaml")}
-    shipped = {p.name: p.read_text() for p in (ROOT / "manifests" / "base" / "crds").glob("*.yaml")}
-    assert shipped == generated, "manifests/base/crds differs from crds/: run `make manifests`"
+    shipped = {p.name: p.read_text() for p in (ROOT / "manifests" / "crds").glob("dbops.dev_*.yaml")}
+    assert shipped == generated, "manifests/crds differs from crds/: run `make crds`"
+
+
+def test_crds_ship_apart_and_argo_cd_never_prunes_or_deletes_them(cluster: Cluster, third_party_crds: None) -> None:
+    crds = render(cluster, ROOT / "manifests" / "crds")
+    assert sorted(d["metadata"]["name"] for d in crds) == ["dbattaches.dbops.dev", "dbrestores.dbops.dev"]
+    for crd in crds:
+        assert crd["metadata"]["annotations"]["argocd.argoproj.io/sync-options"] == "Prune=false,Delete=false"
+        assert (
+            crd["spec"]
+            == yaml.safe_load((ROOT / "crds" / f"dbops.dev_{crd['spec']['names']['plural']}.yaml").read_text())["spec"]
+        )
+    proc = cluster.kubectl("apply", "--server-side", "--dry-run=server", "-f", "-", input=as_yaml(crds), check=False)
+    assert proc.returncode == 0, proc.stderr
+    # Uninstalling the operator cannot take them (and with them every DBRestore and database) along.
+    for tree in ("manifests/base", *(f"manifests/overlays/{o}" for o in OVERLAYS)):
+        assert "CustomResourceDefinition" not in {d["kind"] for d in render(cluster, ROOT / tree)}, tree
 
 
 @pytest.mark.parametrize("overlay", ["base", *OVERLAYS])
@@ -64,19 +59,20 @@ def test_overlay_passes_server_side_dry_run(cluster: Cluster, third_party_crds: 
     docs = render(cluster, path)
     kinds = {d["kind"] for d in docs}
     assert {
-        "Namespace",
-        "CustomResourceDefinition",
         "ServiceAccount",
-        "ClusterRole",
-        "ClusterRoleBinding",
+        "Role",
+        "RoleBinding",
         "Deployment",
         "Service",
         "ServiceMonitor",
         "NetworkPolicy",
     } <= kinds
-    text = "---\n".join(yaml.safe_dump(d) for d in docs)
+    if overlay == "namespaced":  # nothing cluster-scoped: a team without cluster rights can install it
+        assert not kinds & CLUSTER_WIDE, kinds
+    else:
+        assert kinds >= CLUSTER_WIDE
     proc = cluster.kubectl(
-        "apply", "--server-side", "--dry-run=server", "--validate=strict", "-f", "-", input=text, check=False
+        "apply", "--server-side", "--dry-run=server", "--validate=strict", "-f", "-", input=as_yaml(docs), check=False
     )
     assert proc.returncode == 0, proc.stderr
     assert "Warning" not in proc.stderr, proc.stderr  # PodSecurity warn=restricted on dbops-system
@@ -242,9 +238,21 @@ def test_argocd_passes_server_side_dry_run(cluster: Cluster, third_party_crds: N
     for app in installs:
         overlay = ROOT / app["spec"]["source"]["path"]
         assert overlay.is_dir(), f"{app['metadata']['name']} installs from a path that does not exist"
-    text = "---\n".join(yaml.safe_dump(d) for d in docs)
     proc = cluster.kubectl(
-        "apply", "--server-side", "--dry-run=server", "--validate=strict", "-f", "-", input=text, check=False
+        "apply", "--server-side", "--dry-run=server", "--validate=strict", "-f", "-", input=as_yaml(docs), check=False
     )
     assert proc.returncode == 0, proc.stderr
     assert len([line for line in proc.stdout.splitlines() if "(server dry run)" in line]) == len(docs)
+
+
+def test_argocd_never_removes_the_crds(cluster: Cluster) -> None:
+    """The CRDs' Application neither prunes nor cascades; the operator's Application installs no CRD."""
+    docs = render(cluster, ROOT / "argocd")
+    crds_app, operator_app = one(docs, "Application", "dbops-crds"), one(docs, "Application", "dbops")
+    assert crds_app["spec"]["source"]["path"] == "manifests/crds"
+    assert not crds_app["metadata"].get("finalizers")  # deleting the Application keeps what it installed
+    assert crds_app["spec"]["syncPolicy"]["automated"]["prune"] is False
+    wave = int(crds_app["metadata"]["annotations"]["argocd.argoproj.io/sync-wave"])
+    assert wave < int((operator_app["metadata"].get("annotations") or {}).get("argocd.argoproj.io/sync-wave", 0))
+    installed = render(cluster, ROOT / operator_app["spec"]["source"]["path"])
+    assert "CustomResourceDefinition" not in {d["kind"] for d in installed}

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import pathlib
 import re
-import subprocess
 from typing import Any
 
 import yaml
 
+from tests.e2e.manifest_helpers import render
 from tests.e2e.restore_helpers import dbrestore, wait_phase
 from tests.support.fakeaws_fixture import FakeAWS, seed_instance
 from tests.support.kube import ROOT, Cluster
@@ -24,13 +24,6 @@ from tests.support.operator import Operator
 NAMESPACE, SA = "dbops-system", "dbops"
 MOTO_ACCOUNT = "123456789012"  # moto's default account: where fake_aws seeds everything
 RBAC_KINDS = {"Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"}
-
-
-def render(cluster: Cluster, path: pathlib.Path) -> list[dict[str, Any]]:
-    out = subprocess.run(
-        [str(cluster.bin / "kubectl"), "kustomize", str(path)], capture_output=True, text=True, check=True
-    )
-    return [d for d in yaml.safe_load_all(out.stdout) if d]
 
 
 def install_shipped_rbac(cluster: Cluster) -> None:

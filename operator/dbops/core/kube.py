@@ -89,9 +89,15 @@ class Kube:
         items: list[dict[str, Any]] = dict(found).get("items") or []  # type: ignore[call-overload]
         return items
 
-    def list(self, plural: str) -> list[dict[str, Any]]:
+    def list(self, plural: str, namespace: str | None = None) -> list[dict[str, Any]]:
+        """Every object of a kind, cluster-wide, or in one namespace (what a Role allows)."""
         try:
-            found = self._custom().list_cluster_custom_object(GROUP, VERSION, plural, _request_timeout=self.timeout)
+            if namespace:
+                found = self._custom().list_namespaced_custom_object(
+                    GROUP, VERSION, namespace, plural, _request_timeout=self.timeout
+                )
+            else:
+                found = self._custom().list_cluster_custom_object(GROUP, VERSION, plural, _request_timeout=self.timeout)
         except ApiException as exc:
             raise _error(exc, plural) from None
         except Exception as exc:
