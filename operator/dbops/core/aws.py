@@ -7,9 +7,11 @@ process (made at startup, kept in kopf's memo) holds the clients, the pacing buc
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -166,6 +168,41 @@ class AwsConfig:
 
 
 CallObserver = Callable[[str, str | None], None]
+ASSUMED_SECONDS = 3600
+MAX_IDENTITIES = 256  # assumed-role sessions kept (least recently used go first)
+
+
+@dataclass(frozen=True)
+class Identity:
+    """An IAM role to act as (STS AssumeRole), and the session tags that say for whom. `scope` is what
+    may share a batched poll: the same role for the same namespace (see StatusCache)."""
+
+    role_arn: str
+    external_id: str | None
+    session_name: str
+    tags: tuple[tuple[str, str], ...]
+    scope: str
+
+
+_acting = threading.local()
+
+
+@contextlib.contextmanager
+def acting_as(identity: Identity | None) -> Iterator[None]:
+    """Every AWS call this thread makes inside the block is signed as `identity` (None: the operator's
+    own). Set around a whole pass, so that no call of it can go out with another namespace's identity,
+    nor with the operator's own where the namespace has a role."""
+    before = getattr(_acting, "identity", None)
+    _acting.identity = identity
+    try:
+        yield
+    finally:
+        _acting.identity = before
+
+
+def acting() -> Identity | None:
+    found: Identity | None = getattr(_acting, "identity", None)
+    return found
 
 
 class Aws:
@@ -173,18 +210,21 @@ class Aws:
 
     def __init__(self, config: AwsConfig) -> None:
         self.config = config
-        self._clients: dict[tuple[str, str], Client] = {}
+        self._clients: dict[tuple[str, str, Identity | None], Client] = {}
         self._buckets: dict[str, TokenBucket] = {}
-        self._lock = threading.Lock()
+        # RLock: a first client for an assumed identity asks STS through the operator's own client.
+        self._lock = threading.RLock()
         self.observers: list[CallObserver] = []
+        self._sessions: OrderedDict[Identity, Any] = OrderedDict()
 
     def client(self, region: str, service: str = "rds") -> Client:
-        """One thread-safe boto3 client per region and service, with standard retries and timeouts
-        (an endpoint that hangs shows up as a ConnectionError within seconds, not after a minute)."""
-        key = (service, region)
+        """One thread-safe boto3 client per region, service and identity (the operator's own, or the role
+        this thread acts as: see acting_as), with standard retries and timeouts (an endpoint that hangs
+        shows up as a ConnectionError within seconds, not after a minute)."""
+        identity = acting()
+        key = (service, region, identity)
         with self._lock:
             if key not in self._clients:
-                import boto3  # noqa: PLC0415 - boto3 takes most of a second to import: not before the first call
                 from botocore.config import Config  # noqa: PLC0415
 
                 cfg = Config(
@@ -195,13 +235,62 @@ class Aws:
                     connect_timeout=self.config.connect_timeout,
                     read_timeout=self.config.read_timeout,
                 )
-                new = boto3.session.Session().client(service, config=cfg)  # type: ignore[call-overload]
+                new = self._session(identity, region).client(service, config=cfg)
                 # before-send fires before each HTTP attempt (botocore's retries included): every
                 # attempt waits for budget; response-received counts each attempt's outcome.
                 new.meta.events.register("before-send", self._pace)
                 new.meta.events.register("response-received", self._observe)
                 self._clients[key] = new
             return self._clients[key]
+
+    def _session(self, identity: Identity | None, region: str) -> Any:
+        """boto3's session for an identity: the standard chain for the operator's own; for a role, the
+        credentials of assuming it, refreshed by botocore shortly before they expire (15 minutes ahead)."""
+        import boto3  # noqa: PLC0415
+
+        if identity is None:
+            return boto3.session.Session()
+        if identity in self._sessions:
+            self._sessions.move_to_end(identity)
+            return self._sessions[identity]
+        from botocore.credentials import RefreshableCredentials  # noqa: PLC0415
+        from botocore.session import get_session  # noqa: PLC0415
+
+        core = get_session()
+        # botocore has no public setter for refreshable credentials; this is the recipe its own STS provider uses.
+        core._credentials = RefreshableCredentials.create_from_metadata(  # type: ignore[attr-defined]
+            metadata=self._assume(identity, region),
+            refresh_using=lambda: self._assume(identity, region),
+            method="sts-assume-role",
+        )
+        session = self._sessions[identity] = boto3.session.Session(botocore_session=core)
+        while len(self._sessions) > MAX_IDENTITIES:  # objects long settled: their next pass assumes again
+            old, _ = self._sessions.popitem(last=False)
+            for stale in [k for k in self._clients if k[2] == old]:
+                del self._clients[stale]
+        return session
+
+    def _assume(self, identity: Identity, region: str) -> dict[str, str]:
+        """STS AssumeRole with the operator's own credentials, whatever this thread acts as."""
+        params: dict[str, Any] = {
+            "RoleArn": identity.role_arn,
+            "RoleSessionName": identity.session_name,
+            "DurationSeconds": ASSUMED_SECONDS,
+            "Tags": [{"Key": k, "Value": v} for k, v in identity.tags],
+        }
+        if identity.external_id:
+            params["ExternalId"] = identity.external_id
+        with acting_as(None):
+            try:
+                creds = self.client(region, "sts").assume_role(**params)["Credentials"]
+            except AWS_EXCEPTIONS as exc:
+                raise classify(exc, "assume_role") from exc
+        return {
+            "access_key": creds["AccessKeyId"],
+            "secret_key": creds["SecretAccessKey"],
+            "token": creds["SessionToken"],
+            "expiry_time": creds["Expiration"].isoformat(),
+        }
 
     def bucket(self, region: str) -> TokenBucket:
         with self._lock:
@@ -319,12 +408,15 @@ class StatusCache:
         self.interval = interval
         self.batch_delay = batch_delay
         self._fetch = fetch
-        self._entries: dict[tuple[str, Kind], _Entry] = {}
+        self._entries: dict[tuple[str, str, Kind], _Entry] = {}
         self._lock = threading.Lock()
 
     def _entry(self, region: str, kind: Kind) -> _Entry:
+        """Per region, kind, and the identity this thread acts as: a namespace with a role of its own
+        (maybe in another account) never shares a poll with another."""
+        identity = acting()
         with self._lock:
-            return self._entries.setdefault((region, kind), _Entry())
+            return self._entries.setdefault((identity.scope if identity else "", region, kind), _Entry())
 
     def track(self, region: str, kind: Kind, identifiers: Iterable[str], owner: str) -> None:
         """Poll these identifiers for `owner` (a UID); idempotent, so that every pass may call it."""
