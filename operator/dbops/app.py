@@ -20,7 +20,7 @@ from typing import Any
 
 import kopf
 
-from dbops import audit, metrics, notify
+from dbops import audit, metrics, notify, orphans
 from dbops.attach.controller import AttachController
 from dbops.core.aws import Aws, AwsConfig, StatusCache, acting_as
 from dbops.core.events import Recorder
@@ -54,6 +54,8 @@ class Services:
     leadership: Leadership | None
     trail: audit.AuditTrail
     notifier: notify.Notifier
+    sweep: orphans.Sweep
+    stop: threading.Event
     tenancy: Tenancy
 
 
@@ -96,8 +98,32 @@ def build(cfg: Settings, health: Health) -> Services:
     reporter.observers.append(trail)
     notifier = notify.Notifier(cfg, m, kube.read_secret, aws)
     reporter.observers.append(notifier)
+    sweep = orphans.Sweep(
+        aws,
+        kube,
+        reporter,
+        regions=lambda: {cfg.region} | reconciler.regions(),
+        watched=orphans.watcher(cfg.namespace),
+        handle=cfg.orphans,
+        grace=cfg.orphan_grace,
+    )
+    metrics.count_orphans(m, lambda: sweep.count)
     services = Services(
-        cfg, health, aws, kube, reporter, m, fast, slow, reconciler, leadership, trail, notifier, tenancy
+        cfg,
+        health,
+        aws,
+        kube,
+        reporter,
+        m,
+        fast,
+        slow,
+        reconciler,
+        leadership,
+        trail,
+        notifier,
+        sweep,
+        threading.Event(),
+        tenancy,
     )
     reconciler.services = services
     return services
@@ -127,6 +153,9 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     if services.leadership is not None:
         services.leadership.start()
     services.reconciler.start()
+    is_leader = services.leadership.is_leader if services.leadership else (lambda: True)
+    args = (cfg.resync_interval, is_leader, services.stop)
+    threading.Thread(target=services.sweep.run, args=args, name="dbops-orphans", daemon=True).start()
     health.checks["reconcile"] = lambda: _stalled(services)
     loop_beat = {"at": time.monotonic()}
     health.checks["event-loop"] = lambda: _loop_stalled(loop_beat, cfg.stall_seconds)
@@ -157,10 +186,13 @@ async def shutdown(memo: kopf.Memo, **_: Any) -> None:
     if services is None:
         return
     services.health.ready.clear()
+    services.stop.set()
     services.reconciler.stop()
     if services.leadership is not None:
         await asyncio.to_thread(services.leadership.release)
     services.notifier.shutdown()
+    if services.reporter.recorder is not None:
+        await asyncio.to_thread(services.reporter.recorder.flush, 2)
     await asyncio.to_thread(services.trail.stop, 5)  # what is not written stays in the spool
 
 

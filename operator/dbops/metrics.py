@@ -9,11 +9,11 @@ from __future__ import annotations
 import platform
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from importlib import metadata
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, Info, start_http_server
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from dbops.core import report
@@ -220,6 +220,61 @@ def serve(port: int, addr: str = "0.0.0.0") -> None:  # noqa: S104 - scraped fro
 
 
 def subscribe(m: Metrics, reporter: report.Reporter, aws: Aws) -> None:
-    """Feed the metrics from every record and every AWS call attempt."""
+    """Feed the metrics from every record and every AWS call attempt, and read the pacing at scrape time."""
     reporter.observers.append(m.observe_record)
     aws.observers.append(m.observe_aws_call)
+    m.registry.register(_Pacing(aws))
+
+
+class _Pacing(Collector):
+    """How much the shared AWS call budget holds the operator back (computed at scrape time)."""
+
+    def __init__(self, aws: Aws) -> None:
+        self.aws = aws
+
+    def describe(self) -> list[Metric]:
+        return list(self._families())
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self._families()
+
+    def _families(self) -> Iterator[Metric]:
+        waited = CounterMetricFamily(
+            "dbops_aws_pacing_wait_seconds", "Seconds AWS calls waited for the shared call budget, all regions."
+        )
+        waited.add_metric([], self.aws.waited_total)
+        yield waited
+        rates = self.aws.rates()
+        rate = GaugeMetricFamily(
+            "dbops_aws_call_rate_limit",
+            "AWS calls per second the budget allows now, lowest region (halved on each throttled answer).",
+        )
+        rate.add_metric([], min(rates.values()) if rates else self.aws.config.rate)
+        yield rate
+
+
+def count_orphans(m: Metrics, counts: Callable[[], dict[str, int]]) -> None:
+    """dbops_orphaned_databases, read from the orphan sweep at scrape time."""
+    m.registry.register(_Orphans(counts))
+
+
+class _Orphans(Collector):
+    def __init__(self, counts: Callable[[], dict[str, int]]) -> None:
+        self.counts = counts
+
+    def describe(self) -> list[Metric]:
+        return [self._family({})]
+
+    def collect(self) -> Iterator[Metric]:
+        yield self._family(self.counts())
+
+    @staticmethod
+    def _family(counts: dict[str, int]) -> GaugeMetricFamily:
+        family = GaugeMetricFamily(
+            "dbops_orphaned_databases",
+            "Databases dbops created whose DBRestore or DBAttach is gone (by the owner's kind), at the last sweep.",
+            labels=["kind"],
+        )
+        for kind in KINDS:
+            family.add_metric([kind], counts.get(kind, 0))
+        return family

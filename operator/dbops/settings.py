@@ -57,6 +57,14 @@ class Settings(BaseSettings):
         description="This replica's name (the Lease holder, the events' reporting instance).",
     )
     event_component: str = Field("dbops-operator", description="The events' source (kubectl describe's From).")
+    orphans: Literal["report", "snapshot"] = Field(
+        "report",
+        description="Databases dbops created whose object is gone: report them (metric, audit record, log), "
+        "or also snapshot and delete them after orphan_grace seconds.",
+    )
+    orphan_grace: float = Field(
+        3600.0, ge=0, description="Seconds an orphan is reported before DBOPS_ORPHANS=snapshot acts."
+    )
 
     # Audit trail (operator/dbops/audit.py). The URL may carry a password: SecretStr keeps it out of logs and reprs.
     audit_url: SecretStr = Field(

@@ -114,7 +114,12 @@ def test_deployment_hardening(cluster: Cluster, overlay: str) -> None:
     docs = render(cluster, ROOT / "manifests" / "overlays" / overlay)
     deploy = one(docs, "Deployment", "dbops")
     spec = deploy["spec"]
-    assert spec["replicas"] == 1 and spec["strategy"] == {"type": "Recreate"}  # kopf standalone, no peering
+    # Two replicas, one active (the Lease); a rollout never stops the last serving pod first.
+    assert spec["replicas"] == 2 and spec["strategy"]["rollingUpdate"] == {"maxUnavailable": 0, "maxSurge": 1}
+    assert one(docs, "PodDisruptionBudget", "dbops")["spec"]["minAvailable"] == 1
+    assert {c["topologyKey"] for c in spec["template"]["spec"]["topologySpreadConstraints"]} >= {
+        "kubernetes.io/hostname"
+    }
     pod = spec["template"]["spec"]
     assert pod["serviceAccountName"] == "dbops"
     assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] >= 10000
@@ -125,8 +130,10 @@ def test_deployment_hardening(cluster: Cluster, overlay: str) -> None:
     assert sc["capabilities"] == {"drop": ["ALL"]} and sc["seccompProfile"] == {"type": "RuntimeDefault"}
     assert c["image"].startswith("ghcr.io/dbops-dev/dbops:") and not c["image"].endswith(":latest")
     assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "healthz"}
+    assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "healthz"}
     ports = {p["name"]: p["containerPort"] for p in c["ports"]}
     env = container_env(deploy)
+    assert env["DBOPS_LEADER_ELECTION"] == "true"
     assert ports["healthz"] == int(env["DBOPS_LIVENESS_PORT"]) and ports["metrics"] == int(env["DBOPS_METRICS_PORT"])
     assert c["resources"]["requests"] and c["resources"]["limits"]["memory"]
     # The only writable paths are volumes: the SQLite audit trail and /tmp.
@@ -186,6 +193,11 @@ def test_rbac_is_least_privilege(cluster: Cluster) -> None:
     )
     binding = one(docs, "ClusterRoleBinding", "dbops-operator")
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "dbops", "namespace": NAMESPACE}]
+    # Leader election: its own Lease, in its own namespace, by a Role (never cluster-wide).
+    leader = one(docs, "Role", "dbops-leader-election")
+    assert leader["metadata"]["namespace"] == NAMESPACE
+    assert {r for rule in leader["rules"] for r in rule["resources"]} == {"leases"}
+    assert [rule.get("resourceNames") for rule in leader["rules"] if "update" in rule["verbs"]] == [["dbops-operator"]]
     reader = one(docs, "ClusterRole", "dbops-secret-reader")
     assert reader["rules"] == [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}]
     # Nothing binds the secret reader by default: a team opts in with a RoleBinding in its namespace.

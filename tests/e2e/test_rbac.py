@@ -38,8 +38,7 @@ def render(cluster: Cluster, path: pathlib.Path) -> list[dict[str, Any]]:
 
 def install_shipped_rbac(cluster: Cluster) -> None:
     docs = [d for d in render(cluster, ROOT / "manifests" / "base") if d["kind"] in RBAC_KINDS]
-    kinds = {"Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"}
-    assert {d["kind"] for d in docs} == kinds
+    assert {d["kind"] for d in docs} == RBAC_KINDS
     # Server-side, as every other test installs manifests: a client-side apply would leave its
     # last-applied annotation behind and make a later server-side dry run warn about it.
     cluster.kubectl("apply", "--server-side", "-f", "-", input="---\n".join(yaml.safe_dump(d) for d in docs))
@@ -54,7 +53,7 @@ def can_i(cluster: Cluster, kubeconfig: pathlib.Path, *args: str) -> bool:
 def web_identity_env(cluster: Cluster, token_file: pathlib.Path) -> dict[str, str]:
     """The AWS variables of the GKE overlay's Deployment, with the token file where the test keeps it."""
     (deploy,) = [d for d in render(cluster, ROOT / "manifests" / "overlays" / "gke") if d["kind"] == "Deployment"]
-    env = {e["name"]: e["value"] for e in deploy["spec"]["template"]["spec"]["containers"][0]["env"]}
+    env = {e["name"]: e["value"] for e in deploy["spec"]["template"]["spec"]["containers"][0]["env"] if "value" in e}
     aws = {k: v for k, v in env.items() if k.startswith("AWS_")}
     assert {"AWS_ROLE_ARN", "AWS_WEB_IDENTITY_TOKEN_FILE"} <= aws.keys()
     # The overlay's example ARN names another account; moto gives an assumed role's credentials that
@@ -106,7 +105,11 @@ def test_shipped_service_account_restores_and_is_denied_what_it_does_not_need(
     assert not can_i(cluster, sa_config, "create", "dbrestores.dbops.dev", "-n", own_namespace)
     assert not can_i(cluster, sa_config, "create", "pods", "-n", own_namespace)
     assert not can_i(cluster, sa_config, "get", "configmaps", "-n", NAMESPACE)
-    assert not can_i(cluster, sa_config, "create", "leases.coordination.k8s.io", "-n", NAMESPACE)
+    # Its Lease, in its own namespace only (leader election between the replicas).
+    assert can_i(cluster, sa_config, "create", "leases.coordination.k8s.io", "-n", NAMESPACE)
+    assert can_i(cluster, sa_config, "update", "leases.coordination.k8s.io/dbops-operator", "-n", NAMESPACE)
+    assert not can_i(cluster, sa_config, "update", "leases.coordination.k8s.io/someone-elses", "-n", NAMESPACE)
+    assert not can_i(cluster, sa_config, "create", "leases.coordination.k8s.io", "-n", own_namespace)
     assert not can_i(cluster, sa_config, "patch", "validatingwebhookconfigurations/someone-elses")
     assert can_i(cluster, sa_config, "patch", "validatingwebhookconfigurations/dbops.dev")
     assert can_i(cluster, sa_config, "watch", "dbpolicies.dbops.dev")

@@ -6,6 +6,7 @@ It is moto's server, served over real HTTP (the operator only knows ``AWS_ENDPOI
   "creating", then "backing-up", then their real status, like a real restore;
   with ``delete_seconds > 0`` deleted ones linger as "deleting" before they disappear;
 * fault injection: the next N calls of an AWS action fail with a given HTTP status and error code;
+* delays: the next N calls of an action are carried out, and answered only after some seconds;
 * call counting by action name (injected failures included), and who signed each call: the access key id
   of its SigV4 Authorization header, and for keys from STS AssumeRole, the role, ExternalId, session name
   and session tags they were issued for (moto keeps no session tags);
@@ -57,6 +58,8 @@ class State:
         self.config = dict(DEFAULT_CONFIG)
         self.faults: dict[str, deque[Fault]] = {}
         self.calls: Counter[str] = Counter()
+        # action -> seconds to hold the answer of its next calls (the call is done; only the reply waits)
+        self.delays: dict[str, deque[Fault]] = {}
         # Deleted RDS objects kept visible as "deleting": (due, table, key, obj).
         self.lingering: list[tuple[float, dict[str, Any], str, Any]] = []
         self.signed: list[dict[str, str]] = []  # {"action", "access_key"} per call, in order
@@ -66,14 +69,15 @@ class State:
         with self.lock:
             self.config = dict(DEFAULT_CONFIG)
             self.faults.clear()
+            self.delays.clear()
             self.calls.clear()
             self.lingering.clear()
             self.signed.clear()
             self.sessions.clear()
 
-    def take_fault(self, action: str) -> Fault | None:
+    def take_fault(self, action: str, table: dict[str, deque[Fault]] | None = None) -> Fault | None:
         with self.lock:
-            queue = self.faults.get(action)
+            queue = (self.faults if table is None else table).get(action)
             if not queue:
                 return None
             fault = queue[0]
@@ -290,6 +294,9 @@ class FakeAWSApp:
             if session is not None:
                 with self.state.lock:
                     self.state.sessions[session[0]] = session[1]
+        delay = self.state.take_fault(action, self.state.delays)
+        if delay is not None:  # done in AWS, answered late: what a client that dies meanwhile never sees
+            time.sleep(float(delay.message))
         return body
 
     def _control(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:  # noqa: PLR0912
@@ -320,6 +327,11 @@ class FakeAWSApp:
                     raise ValueError("times must be positive, or negative for 'always'")
                 with state.lock:
                     state.faults.setdefault(str(payload["action"]), deque()).append(fault)
+                result = {"ok": True}
+            elif route == "delays" and method == "POST":
+                delay = Fault(200, "Delay", str(float(payload["seconds"])), int(payload.get("times", 1)))
+                with state.lock:
+                    state.delays.setdefault(str(payload["action"]), deque()).append(delay)
                 result = {"ok": True}
             elif route == "faults" and method == "GET":
                 with state.lock:

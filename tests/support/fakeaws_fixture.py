@@ -95,6 +95,10 @@ class FakeAWS:
             {"action": action, "code": code, "status": status, "message": message, "times": times},
         )
 
+    def delay(self, action: str, seconds: float, times: int = 1) -> None:
+        """Carry out the next ``times`` calls of ``action`` at once, but answer each after ``seconds``."""
+        self._control("POST", "delays", {"action": action, "seconds": seconds, "times": times})
+
     def clear_faults(self) -> None:
         self._control("DELETE", "faults")
 

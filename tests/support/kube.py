@@ -90,9 +90,35 @@ class Cluster:
     tokens: dict[str, str]
     kubeconfig: pathlib.Path
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    # name (etcd, kube-apiserver) -> (argv, log): what `restart` starts again, with the same data.
+    commands: dict[str, tuple[list[str], pathlib.Path]] = field(default_factory=dict)
     # The CA of the client certificate this API server presents to admission webhooks (its admission
     # configuration): an operator given DBOPS_WEBHOOK_CLIENT_CA=<this> admits only this API server.
     webhook_client_ca: pathlib.Path | None = None
+
+    def process(self, name: str) -> subprocess.Popen[bytes]:
+        return self.procs[list(self.commands).index(name)]
+
+    def stop_process(self, name: str) -> None:
+        """Stop etcd or kube-apiserver (SIGKILL: an outage, not a shutdown), keeping its data."""
+        proc = self.process(name)
+        proc.kill()
+        proc.wait(timeout=30)
+
+    def start_process(self, name: str) -> None:
+        """Start a stopped etcd or kube-apiserver again with the same flags, data and port."""
+        argv, log = self.commands[name]
+        index = list(self.commands).index(name)
+        self.procs[index] = subprocess.Popen(argv, stdout=log.open("ab"), stderr=subprocess.STDOUT)
+
+    def ready(self) -> bool:
+        try:
+            headers = {"Authorization": f"Bearer {self.tokens['admin']}"}
+            return (
+                requests.get(f"{self.server}/readyz", headers=headers, verify=str(self.ca_file), timeout=2).text == "ok"
+            )
+        except requests.RequestException:
+            return False
 
     def kubeconfig_for(self, user: str, token: str | None = None, namespace: str = "default") -> pathlib.Path:
         """A kubeconfig file for a static user or an explicit token (e.g. a service account's)."""
@@ -291,53 +317,50 @@ def start(workdir: pathlib.Path) -> Cluster:
     admission, webhook_client_ca = _webhook_client_identity(workdir)
     cert_dir = workdir / "certs"
     procs: list[subprocess.Popen[bytes]] = []
+    commands: dict[str, tuple[list[str], pathlib.Path]] = {}
     etcd_log = workdir / "etcd.log"
-    procs.append(
-        subprocess.Popen(
-            [
-                str(binaries / "etcd"),
-                f"--data-dir={workdir / 'etcd'}",
-                f"--listen-client-urls=http://127.0.0.1:{etcd_port}",
-                f"--advertise-client-urls=http://127.0.0.1:{etcd_port}",
-                f"--listen-peer-urls=http://127.0.0.1:{peer_port}",
-                f"--initial-advertise-peer-urls=http://127.0.0.1:{peer_port}",
-                f"--initial-cluster=default=http://127.0.0.1:{peer_port}",
-                "--unsafe-no-fsync",
-                "--log-level=warn",
-            ],
-            stdout=etcd_log.open("wb"),
-            stderr=subprocess.STDOUT,
-        )
+    commands["etcd"] = (
+        [
+            str(binaries / "etcd"),
+            f"--data-dir={workdir / 'etcd'}",
+            f"--listen-client-urls=http://127.0.0.1:{etcd_port}",
+            f"--advertise-client-urls=http://127.0.0.1:{etcd_port}",
+            f"--listen-peer-urls=http://127.0.0.1:{peer_port}",
+            f"--initial-advertise-peer-urls=http://127.0.0.1:{peer_port}",
+            f"--initial-cluster=default=http://127.0.0.1:{peer_port}",
+            "--unsafe-no-fsync",
+            "--log-level=warn",
+        ],
+        etcd_log,
     )
+    procs.append(subprocess.Popen(commands["etcd"][0], stdout=etcd_log.open("wb"), stderr=subprocess.STDOUT))
     _wait(lambda: requests.get(f"http://127.0.0.1:{etcd_port}/health", timeout=2).ok, "etcd", 30, etcd_log)
     api_log = workdir / "kube-apiserver.log"
     server = f"https://127.0.0.1:{api_port}"
-    procs.append(
-        subprocess.Popen(
-            [
-                str(binaries / "kube-apiserver"),
-                f"--etcd-servers=http://127.0.0.1:{etcd_port}",
-                f"--secure-port={api_port}",
-                "--bind-address=127.0.0.1",
-                "--advertise-address=127.0.0.1",
-                f"--cert-dir={cert_dir}",
-                "--authorization-mode=RBAC",
-                f"--token-auth-file={token_file}",
-                "--service-cluster-ip-range=10.0.0.0/24",
-                "--allow-privileged=true",
-                "--disable-admission-plugins=ServiceAccount",
-                f"--service-account-issuer={server}/",
-                f"--service-account-key-file={sa_key}",
-                f"--service-account-signing-key-file={sa_key}",
-                f"--api-audiences={server}/,sts.amazonaws.com",
-                "--endpoint-reconciler-type=none",
-                f"--admission-control-config-file={admission}",
-                "--v=1",
-            ],
-            stdout=api_log.open("wb"),
-            stderr=subprocess.STDOUT,
-        )
+    commands["kube-apiserver"] = (
+        [
+            str(binaries / "kube-apiserver"),
+            f"--etcd-servers=http://127.0.0.1:{etcd_port}",
+            f"--secure-port={api_port}",
+            "--bind-address=127.0.0.1",
+            "--advertise-address=127.0.0.1",
+            f"--cert-dir={cert_dir}",
+            "--authorization-mode=RBAC",
+            f"--token-auth-file={token_file}",
+            "--service-cluster-ip-range=10.0.0.0/24",
+            "--allow-privileged=true",
+            "--disable-admission-plugins=ServiceAccount",
+            f"--service-account-issuer={server}/",
+            f"--service-account-key-file={sa_key}",
+            f"--service-account-signing-key-file={sa_key}",
+            f"--api-audiences={server}/,sts.amazonaws.com",
+            "--endpoint-reconciler-type=none",
+            f"--admission-control-config-file={admission}",
+            "--v=1",
+        ],
+        api_log,
     )
+    procs.append(subprocess.Popen(commands["kube-apiserver"][0], stdout=api_log.open("wb"), stderr=subprocess.STDOUT))
     admin = {"Authorization": f"Bearer {tokens['admin']}"}
     ca_file = cert_dir / "apiserver.crt"  # self-signed by the server as it starts: trust exactly that
     _wait(
@@ -351,7 +374,7 @@ def start(workdir: pathlib.Path) -> Cluster:
     )
     kubeconfig = workdir / "kubeconfig"
     kubeconfig.write_text(yaml.safe_dump(_kubeconfig(server, ca_file, "admin", tokens["admin"], "default")))
-    return Cluster(workdir, binaries, server, ca_file, tokens, kubeconfig, procs, webhook_client_ca)
+    return Cluster(workdir, binaries, server, ca_file, tokens, kubeconfig, procs, commands, webhook_client_ca)
 
 
 def delete_all(cluster: Cluster, namespace: str, kinds: str, timeout: int = 60) -> None:

@@ -41,7 +41,7 @@ def _env() -> dict[str, str]:
 
 def _deployment_env() -> dict[str, str]:
     deploy = yaml.safe_load((ROOT / "manifests" / "base" / "deployment.yaml").read_text())
-    return {e["name"]: e["value"] for e in deploy["spec"]["template"]["spec"]["containers"][0]["env"]}
+    return {e["name"]: e["value"] for e in deploy["spec"]["template"]["spec"]["containers"][0]["env"] if "value" in e}
 
 
 def test_base_images_pinned_by_exact_tag_and_the_same_in_both_stages() -> None:

@@ -48,8 +48,15 @@ SUFFIXES = {
 
 @pytest.fixture(scope="module")
 def operator_metrics() -> metrics.Metrics:
-    """The operator's metrics, in a registry of their own (the operator uses the default one)."""
-    return metrics.Metrics(CollectorRegistry())
+    """The operator's metrics, in a registry of their own (the operator uses the default one), with
+    every collector the operator registers at startup (dbops.app.build)."""
+    from dbops.core.aws import Aws, AwsConfig
+    from dbops.core.report import Reporter
+
+    m = metrics.Metrics(CollectorRegistry())
+    metrics.subscribe(m, Reporter(None), Aws(AwsConfig()))
+    metrics.count_orphans(m, dict)
+    return m
 
 
 @pytest.fixture(scope="module")

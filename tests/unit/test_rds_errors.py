@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 import pytest
-from botocore.exceptions import ClientError, EndpointConnectionError, ParamValidationError
+from botocore.exceptions import (
+    ClientError,
+    ConnectionClosedError,
+    EndpointConnectionError,
+    ParamValidationError,
+    ReadTimeoutError,
+)
 from botocore.parsers import ResponseParserError
 
 from dbops.core import aws as rds
@@ -25,7 +31,10 @@ def client_error(code: str, status: int) -> ClientError:
         (client_error("SomethingNew", 503), "SomethingNew", True),  # any 5xx passes
         (client_error("DBSnapshotNotFound", 404), "DBSnapshotNotFound", False),
         (client_error("InvalidParameterCombination", 400), "InvalidParameterCombination", False),
-        (EndpointConnectionError(endpoint_url="https://rds.example"), "ConnectionError", True),
+        (EndpointConnectionError(endpoint_url="https://rds.example"), "EndpointConnectionError", True),
+        # Cut mid-answer or never answered: the network, not the request (both seen with AWS going away).
+        (ConnectionClosedError(endpoint_url="https://rds.example"), "ConnectionClosedError", True),
+        (ReadTimeoutError(endpoint_url="https://rds.example"), "ReadTimeoutError", True),
         (ResponseParserError("invalid XML received: <!doctype html>"), "ResponseParserError", True),
         (ParamValidationError(report="bad param"), "ParamValidationError", False),
     ],

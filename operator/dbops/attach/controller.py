@@ -137,10 +137,10 @@ class AttachController:
         return plan.Seen(cluster.db, {n: o.db for n, o in found.items()}, writer_seen.db if writer_seen else None)
 
     def _fresh(self, p: Pass, spec: DBAttachSpec, cluster_id: str, region: str) -> plan.Seen:
-        cluster = self.aws.describe(region, "cluster", cluster_id)
+        cluster = self.aws.look_one(region, "cluster", cluster_id)
         names = plan.candidate_names(spec)
         writer = plan.writer_id(cluster) if cluster else None
-        found = self.aws.describe_many(region, "instance", names + ([writer] if writer else []))
+        found = self.aws.look(region, "instance", names + ([writer] if writer else []))
         instances: dict[str, dict[str, Any] | None] = {n: found.get(n) for n in names}
         self._cache(p).put(region, "cluster", {cluster_id: cluster})
         self._cache(p).put(region, "instance", {**instances, **({writer: found.get(writer)} if writer else {})})
@@ -198,15 +198,16 @@ class AttachController:
         spec = DBAttachSpec.model_validate(p.spec)
         region = self._finalize_region(spec, p)
         names = plan.candidate_names(spec)
-        found = self.aws.describe_many(region, "instance", names) if spec.deletion_policy == "Delete" else {}
-        ours = {n: db for n, db in found.items() if owned_by(db, p.uid)}
+        found = self.aws.look(region, "instance", names)
+        ours = {n: db for n, db in found.items() if db is not None and owned_by(db, p.uid)}
         writers = self._writers(
             region, {str(db.get("DBClusterIdentifier")) for db in ours.values() if db.get("DBClusterIdentifier")}
         )
-        calls, done, message = plan.removal(spec, {n: found.get(n) for n in names}, writers, p.uid)
+        calls, done, message = plan.removal(spec, {n: found.get(n) for n in names}, writers, p.uid, timestamp())
         for call in calls:
             self.aws.call(region, call.operation, **call.params)
-            p.note("deleting", "Deleting", f"deleting instance {call.target} (deletionPolicy Delete)")
+            if call.operation == "delete_db_instance":
+                p.note("deleting", "Deleting", f"deleting instance {call.target} (deletionPolicy Delete)")
         self.fast.forget(region, "instance", [c.target for c in calls])
         if done:
             reason = "Retained" if spec.deletion_policy == "Retain" else "Deleted"
@@ -225,8 +226,8 @@ class AttachController:
         return str(p.status.get("region") or self.region)
 
     def _writers(self, region: str, clusters: set[str]) -> set[str]:
-        found = self.aws.describe_many(region, "cluster", clusters) if clusters else {}
-        return {w for c in found.values() if (w := plan.writer_id(c))}
+        found = self.aws.look(region, "cluster", clusters)
+        return {w for c in found.values() if c is not None and (w := plan.writer_id(c))}
 
     def transition(self, previous: str | None, view: View, status: dict[str, Any]) -> Note | None:
         if previous == view.phase or view.phase not in ACTIONS:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dbops.core.status import View
-from dbops.core.types import Call, SpecError, owned_by
+from dbops.core.types import Call, SpecError, owned_by, retain_calls
 from dbops.models import DBAttachSpec
 
 MAX_INSTANCES = 15
@@ -173,12 +173,17 @@ def _create(
 
 
 def removal(
-    spec: DBAttachSpec, instances: dict[str, dict[str, Any] | None], writers: set[str], uid: str
+    spec: DBAttachSpec, instances: dict[str, dict[str, Any] | None], writers: set[str], uid: str, when: str = ""
 ) -> tuple[list[Call], bool, str]:
     """deletionPolicy Delete: remove this object's instances, never a cluster's writer (a failover may
-    have made one of ours the writer). Returns the calls, whether nothing is left, and what to say."""
+    have made one of ours the writer). Retain: tag ours as retained on purpose, and keep them. Returns
+    the calls, whether nothing is left to do, and what to say."""
     if spec.deletion_policy == "Retain":
-        return [], True, "instances left in place (deletionPolicy Retain)"
+        return (
+            retain_calls(list(instances.values()), uid, when),
+            True,
+            "instances left in place (deletionPolicy Retain)",
+        )
     ours = {n: db for n, db in instances.items() if db is not None and owned_by(db, uid)}
     kept = sorted(n for n in ours if n in writers)
     ours = {n: db for n, db in ours.items() if n not in writers}

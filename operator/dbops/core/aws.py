@@ -15,9 +15,10 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError, ConnectionError, ReadTimeoutError
+from botocore.exceptions import BotoCoreError, ClientError, ConnectionError, HTTPClientError
 from botocore.parsers import ResponseParserError
 
+from dbops.core.batch import Coalescer
 from dbops.core.types import Kind
 
 Client = Any  # boto3's clients are generated at run time
@@ -87,8 +88,9 @@ def classify(exc: Exception, operation: str = "") -> AWSError:
             operation=operation or exc.operation_name,
             request_id=meta.get("RequestId"),
         )
-    if isinstance(exc, ConnectionError | ReadTimeoutError):
-        return AWSError("ConnectionError", str(exc), transient=True, operation=operation)
+    if isinstance(exc, ConnectionError | HTTPClientError):
+        # Refused, reset, closed mid-answer, timed out: the network or the endpoint, not the request.
+        return AWSError(type(exc).__name__, str(exc)[:300], transient=True, operation=operation)
     if isinstance(exc, ResponseParserError):
         # A reply that is not AWS's XML/JSON: an HTML error page from a proxy or an overloaded endpoint.
         return AWSError("ResponseParserError", str(exc)[:300], transient=True, operation=operation)
@@ -205,6 +207,13 @@ def acting() -> Identity | None:
     return found
 
 
+def _scope() -> str:
+    """What may share a read with this thread's: the same role for the same namespace ("" for the
+    operator's own identity)."""
+    identity = acting()
+    return identity.scope if identity else ""
+
+
 class Aws:
     """Clients per region and service, the pacing buckets, and the observers of every call."""
 
@@ -216,6 +225,10 @@ class Aws:
         self._lock = threading.RLock()
         self.observers: list[CallObserver] = []
         self._sessions: OrderedDict[Identity, Any] = OrderedDict()
+        self.waited_total = 0.0  # seconds calls waited for budget, all threads (a metric)
+        # Fresh reads (the look before a create or delete), shared by the passes of a burst that act
+        # as the same identity (see `_scope`).
+        self.fresh = Coalescer(self._describe_any)
 
     def client(self, region: str, service: str = "rds") -> Client:
         """One thread-safe boto3 client per region, service and identity (the operator's own, or the role
@@ -302,6 +315,13 @@ class Aws:
         region = _region_of(request)
         waited = self.bucket(region).take(self.config.max_wait)
         _waited.seconds = float(getattr(_waited, "seconds", 0.0)) + waited
+        self.waited_total += waited
+
+    def rates(self) -> dict[str, float]:
+        """Region -> the call rate its budget allows now (lower than configured while AWS throttles)."""
+        with self._lock:
+            buckets = dict(self._buckets)
+        return {region: bucket.rate for region, bucket in buckets.items()}
 
     def _observe(
         self,
@@ -352,6 +372,48 @@ class Aws:
             if failure.code in NOT_FOUND:
                 return []
             raise failure from exc
+
+    def look(self, region: str, kind: Kind, identifiers: Iterable[str]) -> dict[str, dict[str, Any] | None]:
+        """What AWS says now of these instances or clusters (None: no such one), in one call shared with
+        the other passes looking at the same region and kind at the same moment."""
+        return self.fresh.get(region, kind, identifiers, _scope())
+
+    def look_one(self, region: str, kind: Kind, identifier: str) -> dict[str, Any] | None:
+        return self.look(region, kind, [identifier])[identifier]
+
+    def snapshots(self, region: str, kind: Kind, identifiers: Iterable[str]) -> dict[str, dict[str, Any] | None]:
+        """Named DB (or cluster) snapshots, fresh and shared like `look`; an ARN is read on its own."""
+        ids = set(identifiers)
+        arns = {i for i in ids if i.startswith("arn:")}
+        found: dict[str, dict[str, Any] | None] = dict(self.fresh.get(region, f"{kind}-snapshot", ids - arns, _scope()))
+        for arn in arns:
+            found[arn] = next(iter(self._snapshot_list(region, kind, "Identifier", [arn])), None)
+        return found
+
+    def _describe_any(self, region: str, kind: str, identifiers: Iterable[str]) -> dict[str, dict[str, Any]]:
+        if kind.endswith("-snapshot"):
+            base: Kind = "instance" if kind == "instance-snapshot" else "cluster"
+            id_key = "DBSnapshotIdentifier" if base == "instance" else "DBClusterSnapshotIdentifier"
+            return {s[id_key]: s for s in self._snapshot_list(region, base, "Filter", list(identifiers))}
+        return self.describe_many(region, "instance" if kind == "instance" else "cluster", identifiers)
+
+    def _snapshot_list(self, region: str, kind: Kind, how: str, ids: list[str]) -> list[dict[str, Any]]:
+        op, key, flt, id_param = (
+            ("describe_db_snapshots", "DBSnapshots", "db-snapshot-id", "DBSnapshotIdentifier")
+            if kind == "instance"
+            else (
+                "describe_db_cluster_snapshots",
+                "DBClusterSnapshots",
+                "db-cluster-snapshot-id",
+                "DBClusterSnapshotIdentifier",
+            )
+        )
+        if how == "Identifier":
+            return self.paginate(region, op, key, **{id_param: ids[0]})
+        out: list[dict[str, Any]] = []
+        for start in range(0, len(ids), 100):
+            out += self.paginate(region, op, key, Filters=[{"Name": flt, "Values": ids[start : start + 100]}])
+        return out
 
     def describe_many(self, region: str, kind: Kind, identifiers: Iterable[str]) -> dict[str, dict[str, Any]]:
         """Many instances or clusters in as few calls as RDS allows (a filter takes up to 100 values)."""
@@ -414,9 +476,8 @@ class StatusCache:
     def _entry(self, region: str, kind: Kind) -> _Entry:
         """Per region, kind, and the identity this thread acts as: a namespace with a role of its own
         (maybe in another account) never shares a poll with another."""
-        identity = acting()
         with self._lock:
-            return self._entries.setdefault((identity.scope if identity else "", region, kind), _Entry())
+            return self._entries.setdefault((_scope(), region, kind), _Entry())
 
     def track(self, region: str, kind: Kind, identifiers: Iterable[str], owner: str) -> None:
         """Poll these identifiers for `owner` (a UID); idempotent, so that every pass may call it."""

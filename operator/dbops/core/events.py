@@ -1,12 +1,14 @@
 """Kubernetes events, as client-go's EventRecorder posts them: under the operator's own component
 name, a repeat of the same event bumps the count of the first instead of adding another, and each
 object's warnings are rate-limited (a burst, then one a minute), so that an object retrying for hours
-cannot flood `kubectl get events`.
+cannot flood `kubectl get events`. Events are posted from a thread of their own: a pass never waits
+for one (nor fails because the API server refused one).
 """
 
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
 import uuid
@@ -81,8 +83,38 @@ class Recorder:
         self._warning_burst, self._warning_every = warning_burst, warning_every
         self._lock = threading.Lock()
         self.suppressed = 0
+        self._queue: queue.Queue[tuple[Ref, str, str, str] | None] = queue.Queue(maxsize=10000)
+        self._thread: threading.Thread | None = None
 
     def post(self, ref: Ref, type_: str, reason: str, message: str) -> None:
+        """Queue an event for the poster thread; dropped (and counted) when the queue is full."""
+        self._start()
+        try:
+            self._queue.put_nowait((ref, type_, reason, message))
+        except queue.Full:
+            self.suppressed += 1
+
+    def _start(self) -> None:
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._drain, name="dbops-events", daemon=True)
+                self._thread.start()
+
+    def _drain(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            self.post_now(*item)
+            self._queue.task_done()
+
+    def flush(self, timeout: float = 5.0) -> None:
+        """Wait until the queued events are posted (bounded)."""
+        deadline = time.monotonic() + timeout
+        while self._queue.unfinished_tasks and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    def post_now(self, ref: Ref, type_: str, reason: str, message: str) -> None:
         """Post (or bump) an event; never raises: events are helpful, not essential."""
         message = _bounded(message)
         key = (ref.uid, type_, reason, message)

@@ -50,7 +50,9 @@ class Kube:
                     kubernetes.config.load_incluster_config()  # type: ignore[no-untyped-call]
                 except kubernetes.config.ConfigException:
                     kubernetes.config.load_kube_config()  # type: ignore[no-untyped-call]
-                self._api = kubernetes.client.ApiClient()
+                config = kubernetes.client.Configuration.get_default_copy()
+                config.retries = 1  # a pass that fails is retried by a later pass: no pile of urllib3 retries
+                self._api = kubernetes.client.ApiClient(config)
                 for token in (self._api.configuration.api_key or {}).values():  # kubeconfig's or the pod's
                     redact.register(str(token).removeprefix("Bearer "))
             return self._api

@@ -17,6 +17,7 @@ from acting again (it never makes it delete, nor makes a database this object's)
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import threading
@@ -37,6 +38,8 @@ from dbops.core.types import SpecError
 log = logging.getLogger(__name__)
 
 RETRY_ANNOTATION = "dbops.dev/retry"
+THROTTLED = "Throttled"  # a condition the core sets on any kind
+K8S_BACKOFF = 10.0  # seconds: the longest wait between passes that failed on the API server
 Key = tuple[str, str, str]  # (plural, namespace, name)
 
 
@@ -137,8 +140,8 @@ class Pass:
 class _Memory:
     """What the core remembers of an object between passes (never a reason to act)."""
 
-    status: str = ""  # fingerprint of the status last written (or seen) by this process
-    trigger: str = ""  # what in the object, besides status, wakes a pass
+    status: bytes = b""  # fingerprint of the status last written (or seen) by this process
+    trigger: bytes = b""  # digest of what in the object, besides status, wakes a pass
     failed: tuple[int | None, str] | None = None  # (generation, retry token) of a permanent failure
     failure: dict[str, Any] | None = None  # the status written for it
     attempts: int = 0  # consecutive transient failures, for the backoff
@@ -153,7 +156,7 @@ class Reconciler:
         resync: float,
         workers: int,
         is_leader: Callable[[], bool] = lambda: True,
-        max_backoff: float = 300.0,
+        max_backoff: float = 60.0,
         observe_pass: Callable[[str, float], None] | None = None,
         scope: Callable[[Pass], AbstractContextManager[None]] | None = None,
     ) -> None:
@@ -238,6 +241,13 @@ class Reconciler:
             if delay is not None:
                 self.queue.add(key, delay)
 
+    def regions(self) -> set[str]:
+        """The regions the objects name (spec.region): where the orphan sweep looks, besides the default."""
+        with self._lock:
+            bodies = [m.body for m in self.memory.values()]
+        found = {str((json.loads(b).get("spec") or {}).get("region") or "") for b in bodies if b}
+        return found - {""}
+
     def stalled(self, limit: float) -> bool:
         """True when passes are due and no worker got to any for `limit` seconds (liveness)."""
         return time.monotonic() - self.heartbeat > limit and self.queue.due_within(0) > 0
@@ -263,15 +273,12 @@ class Reconciler:
                 return self.resync
             with self.scope(p):
                 outcome = controller.reconcile(p)
+            self._clear_failure(key)
+            self._write(key, p, outcome)  # a status the API server did not take is written by the next pass
+            if outcome.finalizer:  # (else the next pass puts it on, before any create at the latest)
+                p.body = self.services.kube.set_finalizer(controller.plural, p.body, present=True)
         except (GoneError, SpecError, ValidationError, AWSError, kube_mod.K8sError) as exc:
             return self._on_error(key, p, exc)
-        self._clear_failure(key)
-        self._write(key, p, outcome)
-        if outcome.finalizer:
-            try:
-                p.body = self.services.kube.set_finalizer(controller.plural, p.body, present=True)
-            except kube_mod.K8sError:
-                return self._backoff(key)  # the next pass puts it on (before any create, at the latest)
         return self._next(key, outcome.requeue)
 
     def _on_error(self, key: Key, p: Pass, exc: Exception) -> float:
@@ -291,7 +298,7 @@ class Reconciler:
         log.warning(
             "%s %s/%s: the API server did not answer (%s); retrying", p.controller.kind, p.namespace, p.name, exc
         )
-        return self._backoff(key)
+        return self._backoff(key, K8S_BACKOFF)
 
     def _finalize(self, key: Key, p: Pass) -> float | None:
         try:
@@ -308,7 +315,7 @@ class Reconciler:
             note = Note("delete-failed", failure.code, message, True, {"aws_request_id": failure.request_id})
             outcome = Outcome(view, notes=[note], requeue=self._backoff(key))
         except kube_mod.K8sError:
-            return self._backoff(key)
+            return self._backoff(key, K8S_BACKOFF)
         if outcome.done:
             self._post(p, outcome.notes)
             self.services.kube.set_finalizer(p.controller.plural, p.body, present=False)
@@ -330,20 +337,11 @@ class Reconciler:
         self._post(p, notes)
 
     def _render(self, p: Pass, view: View) -> dict[str, Any]:
-        waited = paced_seconds()
-        if waited >= 1.0:  # the shared AWS budget delayed this object: say so where its user looks
-            view = View(
-                view.phase,
-                view.ready,
-                view.reason,
-                view.message,
-                view.fields,
-                (
-                    *view.conditions,
-                    Cond("Throttled", "True", "AWSCallBudget", f"waited {waited:.0f}s for AWS call budget"),
-                ),
-            )
-        status = render(view, p.status, p.generation, p.controller.known_conditions, p.controller.keep)
+        throttled = _throttled(p.status, paced_seconds())
+        if throttled is not None:  # the shared AWS budget delayed this object (or no longer does): say so
+            view = View(view.phase, view.ready, view.reason, view.message, view.fields, (*view.conditions, throttled))
+        known = (*p.controller.known_conditions, THROTTLED)
+        status = render(view, p.status, p.generation, known, p.controller.keep)
         # The kind's typed status model checks every field name and type before anything is written.
         model = p.controller.status_model.model_validate(status)
         out: dict[str, Any] = model.model_dump(by_alias=True, mode="json")
@@ -392,7 +390,7 @@ class Reconciler:
         try:
             self._write(key, p, Outcome(view, notes=notes))
         except kube_mod.K8sError:
-            return self._backoff(key)
+            return self._backoff(key, K8S_BACKOFF)
         with self._lock:
             mem = self.memory.get(key)
             if mem is not None:
@@ -433,13 +431,16 @@ class Reconciler:
             self._write(key, p, Outcome(view, notes=[note]))
         return delay
 
-    def _backoff(self, key: Key) -> float:
+    def _backoff(self, key: Key, cap: float | None = None) -> float:
+        """2, 4, 8 ... seconds, up to `cap`: AWS failures wait up to a minute (the shared budget paces
+        the rest); the API server's only up to K8S_BACKOFF, so that its return is noticed at once (its
+        watch brings nothing new: the objects did not change while it was away)."""
         with self._lock:
             mem = self.memory.get(key)
             attempts = mem.attempts if mem else 0
             if mem is not None:
                 mem.attempts += 1
-        return float(min(self.max_backoff, 2.0 * 2 ** min(attempts, 10)))
+        return float(min(self.max_backoff if cap is None else cap, 2.0 * 2 ** min(attempts, 10)))
 
     # --- what other parts ask of the objects ------------------------------------------------------------
 
@@ -449,6 +450,16 @@ class Reconciler:
         with self._lock:
             raw = [mem.body for key, mem in self.memory.items() if key[1] == namespace and mem.body]
         return [json.loads(body) for body in raw]
+
+
+def _throttled(previous: dict[str, Any], waited: float) -> Cond | None:
+    """The Throttled condition: True while this object's AWS calls wait for the shared budget."""
+    if waited >= 1.0:
+        return Cond(THROTTLED, "True", "AWSCallBudget", f"waited {waited:.0f}s for the AWS call budget of its region")
+    before = condition(previous.get("conditions"), THROTTLED)
+    if before is not None and before.get("status") == "True":
+        return Cond(THROTTLED, "False", "AWSCallBudget", "its AWS calls no longer wait")
+    return None
 
 
 def _identity(p: Pass) -> dict[str, Any]:
@@ -465,13 +476,14 @@ def _kept_fields(p: Pass) -> dict[str, Any]:
     return {k: v for k, v in p.status.items() if k not in skip}
 
 
-def _trigger(body: dict[str, Any]) -> str:
+def _trigger(body: dict[str, Any]) -> bytes:
     """What wakes a pass besides a status change: the spec (its generation), the deletion, dbops'
     annotations (retry, notifications), and whether dbops' finalizer is there."""
     meta = body.get("metadata") or {}
     annotations = {k: v for k, v in (meta.get("annotations") or {}).items() if k.startswith("dbops.dev/")}
     finalized = kube_mod.FINALIZER in (meta.get("finalizers") or [])
-    return json.dumps([meta.get("generation"), meta.get("deletionTimestamp"), annotations, finalized], sort_keys=True)
+    text = json.dumps([meta.get("generation"), meta.get("deletionTimestamp"), annotations, finalized], sort_keys=True)
+    return hashlib.blake2b(text.encode(), digest_size=16).digest()
 
 
 _DROP_ANNOTATIONS = ("kubectl.kubernetes.io/last-applied-configuration",)

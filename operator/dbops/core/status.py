@@ -6,6 +6,7 @@ Pure functions over plain dicts and the pydantic status models: no AWS or Kubern
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -126,8 +127,9 @@ def _canonical(status: dict[str, Any]) -> str:
     return json.dumps({k: v for k, v in status.items() if v is not None}, sort_keys=True, default=str)
 
 
-def fingerprint(status: dict[str, Any] | None) -> str:
-    return _canonical(status or {})
+def fingerprint(status: dict[str, Any] | None) -> bytes:
+    """A short digest of a status (16 bytes: the core keeps one per object, for 10,000 objects)."""
+    return hashlib.blake2b(_canonical(status or {}).encode(), digest_size=16).digest()
 
 
 def timing(status: dict[str, Any]) -> dict[str, Any]:

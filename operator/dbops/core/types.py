@@ -15,6 +15,9 @@ NAMESPACE_TAG = "dbops.dev/namespace"
 NAME_TAG = "dbops.dev/name"
 KIND_TAG = "dbops.dev/kind"
 SOURCE_TAG = "dbops.dev/source"  # what a restore was made from: status reads it back from AWS
+# Set when the object goes with deletionPolicy Retain: the database was kept on purpose (the orphan
+# sweep leaves it alone; adoption can take it back).
+RETAINED_TAG = "dbops.dev/retained-at"
 
 
 class SpecError(Exception):
@@ -59,6 +62,19 @@ def tags_of(obj: dict[str, Any] | None) -> dict[str, str]:
 
 def owned_by(obj: dict[str, Any] | None, uid: str) -> bool:
     return obj is not None and tags_of(obj).get(OWNER_TAG) == uid
+
+
+def retain_calls(dbs: list[dict[str, Any] | None], uid: str, when: str) -> list[Call]:
+    """Tag what this object created and keeps (deletionPolicy Retain) as retained on purpose."""
+    calls = []
+    for db in dbs:
+        if db is None or not owned_by(db, uid) or RETAINED_TAG in tags_of(db):
+            continue
+        arn = db.get("DBInstanceArn") or db.get("DBClusterArn")
+        if arn:
+            tags = [{"Key": MANAGED_BY_TAG, "Value": "dbops"}, {"Key": RETAINED_TAG, "Value": when}]
+            calls.append(Call("add_tags_to_resource", {"ResourceName": arn, "Tags": tags}))
+    return calls
 
 
 def clean(params: dict[str, Any]) -> dict[str, Any]:

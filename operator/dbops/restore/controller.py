@@ -278,7 +278,13 @@ class RestoreController:
             )
         existing = observe.fresh(self.aws, self.fast, ref.kind, ref.region, spec, p.uid)
         step = removal.removal(
-            ref.kind, spec.deletion_policy, spec.target.identifier, existing.target, existing.members, p.uid
+            ref.kind,
+            spec.deletion_policy,
+            spec.target.identifier,
+            existing.target,
+            existing.members,
+            p.uid,
+            timestamp(),
         )
         self._act(p, ref, step.calls, spec.deletion_policy)
         if step.done:
@@ -297,7 +303,8 @@ class RestoreController:
     def _act(self, p: Pass, ref: SourceRef, calls: list[Call], policy: str) -> None:
         for call in calls:
             self.aws.call(ref.region, call.operation, **call.params)
-            p.note("deleting", "Deleting", f"{_verb(call)} {call.target} (deletionPolicy {policy})")
+            if call.operation.startswith("delete"):  # (a Retain's tag is told by its "deleted" record)
+                p.note("deleting", "Deleting", f"{_verb(call)} {call.target} (deletionPolicy {policy})")
         if calls:
             self.fast.forget(ref.region, ref.kind, [c.target for c in calls])
             self.fast.forget(ref.region, "instance", [c.target for c in calls])

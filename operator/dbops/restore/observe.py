@@ -29,11 +29,11 @@ def fresh(aws: Aws, cache: StatusCache, kind: Kind, region: str, spec: DBRestore
     """Read now, for a decision to act on. For Aurora, the instances looked at are the spec's names and
     every member of the cluster that carries this object's tag (a smaller count left some behind)."""
     ident = spec.target.identifier
-    target = aws.describe(region, kind, ident)
+    target = aws.look_one(region, kind, ident)
     names = set(instance_names(spec)) if kind == "cluster" else set()
     if kind == "cluster" and owned_by(target, uid):
         names |= {m["DBInstanceIdentifier"] for m in (target or {}).get("DBClusterMembers", [])}
-    found = aws.describe_many(region, "instance", names) if names else {}
+    found = aws.look(region, "instance", names)
     members: dict[str, dict[str, Any] | None] = {n: found.get(n) for n in sorted(names)}
     cache.put(region, kind, {ident: target})
     cache.put(region, "instance", members)
@@ -58,7 +58,7 @@ def source(aws: Aws, ref: SourceRef, spec: DBRestoreSpec) -> Source:
         if seen.snapshot is None:
             raise SpecError("SnapshotNotFound", no_snapshot_message(kind, seen.source_id, wanted))
     if seen.source_id:
-        seen.source_db = aws.describe(region, kind, seen.source_id)
+        seen.source_db = aws.look_one(region, kind, seen.source_id)
     _check_endpoint_account(ref, seen)
     if seen.source_db and kind == "cluster":
         seen.source_writer = _writer(aws, region, seen.source_db)
@@ -92,16 +92,11 @@ def custom_endpoint_cluster(aws: Aws, region: str, endpoint_id: str, field: str)
 
 
 def _named_snapshot(aws: Aws, region: str, kind: Kind, ident: str) -> dict[str, Any]:
-    if kind == "instance":
-        found = aws.paginate(region, "describe_db_snapshots", "DBSnapshots", DBSnapshotIdentifier=ident)
-    else:
-        found = aws.paginate(
-            region, "describe_db_cluster_snapshots", "DBClusterSnapshots", DBClusterSnapshotIdentifier=ident
-        )
-    if not found:
+    found = aws.snapshots(region, kind, [ident]).get(ident)
+    if found is None:
         field_name = "dbSnapshot" if kind == "instance" else "dbClusterSnapshot"
         raise SpecError("SnapshotNotFound", f"spec.source.{field_name}: snapshot {ident} not found")
-    return found[0]
+    return found
 
 
 def _snapshots(aws: Aws, region: str, kind: Kind, source: str) -> list[dict[str, Any]]:
@@ -112,4 +107,4 @@ def _snapshots(aws: Aws, region: str, kind: Kind, source: str) -> list[dict[str,
 
 def _writer(aws: Aws, region: str, cluster: dict[str, Any]) -> dict[str, Any] | None:
     writer = next((m for m in cluster.get("DBClusterMembers", []) if m.get("IsClusterWriter")), None)
-    return aws.describe(region, "instance", writer["DBInstanceIdentifier"]) if writer else None
+    return aws.look_one(region, "instance", writer["DBInstanceIdentifier"]) if writer else None

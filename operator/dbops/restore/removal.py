@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from dbops.core.types import Call, Kind, SpecError, owned_by
+from dbops.core.types import Call, Kind, SpecError, owned_by, retain_calls
 
 
 @dataclass(frozen=True)
@@ -33,11 +33,14 @@ def removal(
     db: dict[str, Any] | None,
     members: dict[str, dict[str, Any] | None],
     uid: str,
+    when: str = "",
 ) -> Removal:
     """The next step of removing what this object created. `members`: the Aurora instances found under
-    the spec's names and among the cluster's members (only ours are ever touched)."""
+    the spec's names and among the cluster's members (only ours are ever touched). With Retain, what is
+    ours is tagged as retained (at `when`) and kept."""
     if policy == "Retain":
-        return Removal([], True, "Retained", f"{kind} {identifier} left in place (deletionPolicy Retain)")
+        calls = retain_calls([db, *members.values()], uid, when)
+        return Removal(calls, True, "Retained", f"{kind} {identifier} left in place (deletionPolicy Retain)")
     ours = {i: d for i, d in members.items() if d is not None and owned_by(d, uid)}
     target = db if owned_by(db, uid) else None
     if target is None and not ours:
