@@ -1,9 +1,11 @@
 """The newcomer's demo: dbops end to end on the embedded defaults, on this machine alone.
 
 Starts a real kube-apiserver + etcd (built by hack/build-k8s.sh), the local AWS stand-in (moto, with
-restores that take time like RDS), and the operator; seeds a source database with a snapshot; applies
-examples/restore-from-snapshot.yaml; and shows `kubectl get dbrestore -w` until the restore is
-Available, then its events and its audit trail (SQLite, the default). Everything stops when it ends.
+restores that take time like RDS), and the operator with the shipped DBOPS_POLICY=enforce; seeds a source
+database with a snapshot; applies examples/policy-demo.yaml (the DBPolicy that lets namespace default
+restore it: without one, enforce refuses everything), shows a request the policy refuses, applies
+examples/restore-from-snapshot.yaml and shows `kubectl get dbrestore -w` until the restore is Available,
+then its events and its audit trail (SQLite, the default). Everything stops when it ends.
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ def main() -> int:
         say(f"AWS stand-in at {fake.endpoint}; seeding RDS instance 'orders' and snapshot 'orders-nightly'")
         seed_instance(fake.client("rds"), "orders", snapshot_identifier="orders-nightly")
         fake.configure(create_seconds=RESTORE_SECONDS)
+        say("kubectl apply -f examples/policy-demo.yaml   (a cluster admin's: what namespace default may restore)")
+        print(cluster.kubectl("apply", "-f", str(ROOT / "examples" / "policy-demo.yaml")).stdout, end="")
         say("starting the operator (python -m dbops run)")
         env = {
             **fake.env(),
@@ -48,8 +52,12 @@ def main() -> int:
             # The admission webhook (TLS, on loopback) records who asked: the audit trail names the user.
             "DBOPS_WEBHOOK_PORT": str(kube.free_port()),
             "DBOPS_WEBHOOK_HOST": "127.0.0.1",
+            # Its certificate and signing key (shared by replicas in a cluster), kept in this Secret.
+            "DBOPS_WEBHOOK_SECRET": "default/dbops-webhook",
+            "DBOPS_POLICY": "enforce",  # the shipped default (manifests/base), said out loud
         }
         operator = Operator(work, env).start()
+        refused_by_policy(cluster)
         say("kubectl apply -f examples/restore-from-snapshot.yaml")
         print(cluster.kubectl("apply", "-f", str(ROOT / "examples" / "restore-from-snapshot.yaml")).stdout, end="")
         say("kubectl get dbrestore -w   (until Available)")
@@ -80,6 +88,32 @@ def main() -> int:
             operator.stop()
         stop_server(aws_proc)
         cluster.stop()
+
+
+PUBLIC = """apiVersion: dbops.dev/v1alpha1
+kind: DBRestore
+metadata:
+  name: orders-public
+spec:
+  source:
+    dbSnapshot: orders-nightly
+  target:
+    identifier: orders-public
+    publiclyAccessible: true
+"""
+
+
+def refused_by_policy(cluster: kube.Cluster) -> None:
+    """A request the policy forbids, refused at admission in kubectl's own output."""
+    say("kubectl apply   (the same snapshot, publiclyAccessible: true: the policy refuses it)")
+    for _ in range(50):  # the webhook answers within moments of the operator being live
+        proc = cluster.kubectl("apply", "-f", "-", input=PUBLIC, check=False)
+        if proc.returncode != 0:
+            print(proc.stderr, end="")
+            return
+        cluster.kubectl("delete", "dbrestore", "orders-public", "--wait=false")
+        time.sleep(0.2)
+    raise SystemExit("the DBPolicy did not refuse a public database")
 
 
 def watch(cluster: kube.Cluster, name: str, timeout: float = 120) -> None:
