@@ -317,3 +317,85 @@ def test_team_bs_calls_are_signed_with_its_assumed_role_and_a_namespace_without_
         Filters=[{"Name": "db-instance-id", "Values": [f"{ns_b}-copy"]}]
     )
     assert mine["DBInstances"] == []
+
+
+def test_forced_settings_ttl_rules_and_the_databases_owned_limit(
+    cluster: Cluster,
+    own_operator: Operator,
+    fake_aws: FakeAWS,
+    teams: tuple[str, str],
+    policies: Policies,
+    admission_webhook: dict[str, str],
+) -> None:
+    """B's policy forces its network, deletion protection and a tag, and lets B own one database at a
+    time; A is a preview namespace (ttl required, at most 1h). Each rule refuses at admission what breaks
+    it, and the created database carries what the policy forces, not what the source had."""
+    ns_a, ns_b = teams
+    rds = fake_aws.client("rds")
+    net = seed_instance(rds, f"{ns_b}-net", snapshot_identifier=f"{ns_b}-net-snap")  # the network B must use
+    pb = policies(
+        f"forced-{ns_b}",
+        namespaces=[ns_b],
+        targets={
+            "dbSubnetGroupName": net.subnet_group,
+            "vpcSecurityGroupIds": net.security_group_ids,
+            "deletionProtection": True,
+            "tags": {"cost-centre": "b"},
+        },
+        limits={"databasesOwned": 1},
+    )
+    pa = policies(f"preview-{ns_a}", namespaces=[ns_a], targets={"ttlRequired": True, "maxTTL": "1h"})
+    own_operator.env.update(admission_webhook, DBOPS_NAMESPACE=f"{ns_a},{ns_b}", DBOPS_POLICY="enforce")
+    own_operator.start()
+    fake_aws.reset_calls()
+    snap_a, snap_b = {"dbSnapshot": f"{ns_a}-snap"}, {"dbSnapshot": f"{ns_b}-snap"}
+
+    # --- at admission, one refusal per rule -------------------------------------------------------------
+    no_ttl = cluster.apply(dbrestore("nottl", ns_a, snap_a, f"{ns_a}-c"), "alice", check=False)
+    assert refused(no_ttl, f"spec.ttl: is required by DBPolicy {pa} (at most 1h)")
+    too_long = cluster.apply(
+        dbrestore("long", ns_a, snap_a, f"{ns_a}-c", ttl="2h", deletionPolicy="Delete"), "alice", check=False
+    )
+    assert refused(too_long, f"spec.ttl: 2h is not allowed by DBPolicy {pa}: it allows at most 1h")
+    deleting = dbrestore("del", ns_b, snap_b, f"{ns_b}-d", deletionPolicy="Delete")
+    assert refused(
+        cluster.apply(deleting, "bob", check=False), f"spec.deletionPolicy: Delete is not allowed by DBPolicy {pb}"
+    )
+    elsewhere = dbrestore(
+        "net", ns_b, snap_b, {"identifier": f"{ns_b}-n", "dbSubnetGroupName": f"{ns_b}-orders-subnets"}
+    )
+    assert refused(
+        cluster.apply(elsewhere, "bob", check=False),
+        f"spec.target.dbSubnetGroupName: {ns_b}-orders-subnets is not allowed by DBPolicy {pb}",
+        f"{net.subnet_group} only",
+    )
+    unprotected = dbrestore("unprot", ns_b, snap_b, {"identifier": f"{ns_b}-u", "deletionProtection": False})
+    assert refused(cluster.apply(unprotected, "bob", check=False), "spec.target.deletionProtection: false")
+    tagged = dbrestore("tag", ns_b, snap_b, {"identifier": f"{ns_b}-t", "tags": {"cost-centre": "a"}})
+    assert refused(cluster.apply(tagged, "bob", check=False), "spec.target.tags.cost-centre: a is not allowed")
+    assert creates(fake_aws) == {}
+
+    # --- a ttl within bounds is admitted: the preview namespace works --------------------------------------
+    cluster.apply(dbrestore("ok", ns_a, snap_a, f"{ns_a}-ok", ttl="30m", deletionPolicy="Delete"), "alice")
+    wait_phase(cluster, "ok", ns_a, "Available", timeout=90)
+
+    # --- what B leaves out, the policy fills in: its network, deletion protection, its tag ------------------
+    cluster.apply(dbrestore("first", ns_b, snap_b, f"{ns_b}-one"), "bob")
+    wait_phase(cluster, "first", ns_b, "Available", timeout=90)
+    db = rds.describe_db_instances(DBInstanceIdentifier=f"{ns_b}-one")["DBInstances"][0]
+    assert db["DBSubnetGroup"]["DBSubnetGroupName"] == net.subnet_group  # not the source's {ns_b}-orders-subnets
+    assert [g["VpcSecurityGroupId"] for g in db["VpcSecurityGroups"]] == net.security_group_ids
+    assert db["DeletionProtection"] is True
+    assert {t["Key"]: t["Value"] for t in db["TagList"]}["cost-centre"] == "b"
+
+    # --- the databases-owned limit: the second waits, never failed, and runs once room frees ---------------
+    cluster.apply(dbrestore("second", ns_b, snap_b, f"{ns_b}-two"), "bob")
+    waiting = cluster.wait_for(
+        "dbrestore", "second", ns_b, lambda o: (ready(o) if o.get("status") else {}).get("reason") == "QuotaExceeded"
+    )
+    assert waiting["status"]["phase"] == "Pending"
+    assert f"namespace {ns_b} owns 1 databases, and DBPolicy {pb} allows 1" in ready(waiting)["message"]
+    assert creates(fake_aws) == {"RestoreDBInstanceFromDBSnapshot": 2}  # A's preview and B's first
+    cluster.kubectl("delete", "dbrestore", "first", "-n", ns_b)  # Retain: its database is no longer B's
+    wait_phase(cluster, "second", ns_b, "Available", timeout=90)
+    assert creates(fake_aws) == {"RestoreDBInstanceFromDBSnapshot": 3}
