@@ -62,8 +62,11 @@ def say(text: str) -> None:
     print(f"\n==> {text}", flush=True)
 
 
-def start_stack(work: pathlib.Path) -> Stack:
-    """API server + etcd, the seeded AWS stand-in and the operator, all on loopback under `work`."""
+def start_stack(work: pathlib.Path, policy: str = "open", policy_file: pathlib.Path | None = None) -> Stack:
+    """API server + etcd, the seeded AWS stand-in and the operator, all on loopback under `work`.
+
+    `policy` is DBOPS_POLICY: the demo runs the shipped `enforce` with the DBPolicy it needs
+    (`policy_file`); the playground runs `open`, so that every file in examples/ can be applied as it is."""
     say(f"starting kube-apiserver {kube.K8S_VERSION} + etcd on loopback (work dir {work})")
     cluster = kube.start(work / "k8s")
     fake, aws_proc = start_server(work / "fakeaws.log", **{ENDPOINT_HASH: EXAMPLES_HASH})
@@ -72,7 +75,10 @@ def start_stack(work: pathlib.Path) -> Stack:
         say(f"AWS stand-in at {fake.endpoint}; seeding what examples/ names")
         seed(fake)
         fake.configure(create_seconds=RESTORE_SECONDS)
-        say("starting the operator (python -m dbops run)")
+        if policy_file is not None:
+            say(f"kubectl apply -f {policy_file.relative_to(ROOT)}   (a cluster admin's policy for namespace default)")
+            print(cluster.kubectl("apply", "-f", str(policy_file)).stdout, end="")
+        say(f"starting the operator (python -m dbops run, DBOPS_POLICY={policy})")
         env = {
             **fake.env(),
             "KUBECONFIG": str(cluster.kubeconfig),
@@ -80,6 +86,9 @@ def start_stack(work: pathlib.Path) -> Stack:
             # The admission webhook (TLS, on loopback) records who asked: the audit trail names the user.
             "DBOPS_WEBHOOK_PORT": str(kube.free_port()),
             "DBOPS_WEBHOOK_HOST": "127.0.0.1",
+            # Its certificate and signing key (shared by replicas in a cluster), kept in this Secret.
+            "DBOPS_WEBHOOK_SECRET": "default/dbops-webhook",
+            "DBOPS_POLICY": policy,
         }
         operator = Operator(work, env).start()
     except BaseException:

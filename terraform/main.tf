@@ -3,7 +3,9 @@
 #
 # The permissions are in policy.json.tftpl, a plain IAM policy document: tests/unit/test_iam_policy.py
 # reads that file and checks its actions against the AWS calls found in the operator's code, so the
-# two cannot drift. Statements that do not apply (SES when no sender is configured) are dropped below.
+# two cannot drift. Statements that do not apply (SES when no sender is configured, AssumeRole when no
+# tenant role is) are dropped below. Tenant roles (DBPolicy spec.aws.roleArn) come from
+# modules/tenant-role: the operator may only assume them and tag the session, they do the restores.
 
 data "aws_partition" "current" {}
 
@@ -32,11 +34,12 @@ locals {
     account_id         = local.account_id
     regions            = jsonencode(length(var.regions) > 0 ? var.regions : ["*"])
     ses_from_addresses = jsonencode(var.ses_from_addresses)
+    tenant_role_arns   = jsonencode(var.tenant_role_arns)
   }))
   policy = merge(local.policy_document, {
     Statement = [
       for s in local.policy_document.Statement : s
-      if s.Sid != "SendNotificationEmail" || length(var.ses_from_addresses) > 0
+      if (s.Sid != "SendNotificationEmail" || length(var.ses_from_addresses) > 0) && (s.Sid != "AssumeTenantRoles" || length(var.tenant_role_arns) > 0)
     ]
   })
 }

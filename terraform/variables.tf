@@ -68,6 +68,17 @@ variable "ses_from_addresses" {
   default     = []
 }
 
+variable "tenant_role_arns" {
+  description = "Roles the operator may assume for namespaces (the DBPolicies' spec.aws.roleArn, made with modules/tenant-role, in this account or others): only sts:AssumeRole and sts:TagSession on them. Empty: no tenant roles."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for arn in var.tenant_role_arns : can(regex("^arn:[^:]+:iam::[0-9]{12}:role/.+", arn))])
+    error_message = "tenant_role_arns must be IAM role ARNs."
+  }
+}
+
 variable "permissions_boundary_arn" {
   description = "Permissions boundary for the role, if your organisation requires one."
   type        = string

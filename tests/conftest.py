@@ -31,11 +31,14 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[kube.Cluster]:
 
 
 def operator_env(fake: FakeAWS, cluster: kube.Cluster, **extra: str) -> dict[str, str]:
+    """What an operator of the tests runs with. DBOPS_POLICY=open: the namespaces of tests about other
+    things have no DBPolicy (tests/e2e/test_tenancy.py runs its operators with the shipped enforce)."""
     return {
         **fake.env(),
         "KUBECONFIG": str(cluster.kubeconfig),
         "DBOPS_POLL_INTERVAL": POLL_INTERVAL,
         "DBOPS_RESYNC_INTERVAL": RESYNC_INTERVAL,
+        "DBOPS_POLICY": "open",
         **extra,
     }
 

@@ -13,6 +13,8 @@ import logging
 import pathlib
 import threading
 import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,14 +22,16 @@ import kopf
 
 from dbops import audit, metrics, notify, orphans
 from dbops.attach.controller import AttachController
-from dbops.core.aws import Aws, AwsConfig, StatusCache
+from dbops.core.aws import Aws, AwsConfig, StatusCache, acting_as
 from dbops.core.events import Recorder
 from dbops.core.health import Health
-from dbops.core.kube import Kube
+from dbops.core.kube import K8sError, Kube
 from dbops.core.leader import Leadership
-from dbops.core.reconciler import Controller, Reconciler
+from dbops.core.reconciler import Controller, Pass, Reconciler
 from dbops.core.report import Reporter
-from dbops.models import GROUP, VERSION
+from dbops.core.status import timestamp
+from dbops.models import GROUP, POLICY, VERSION
+from dbops.policy.store import Tenancy
 from dbops.restore.controller import RestoreController
 from dbops.schedule.controller import ScheduleController
 from dbops.settings import Settings, get
@@ -53,6 +57,7 @@ class Services:
     notifier: notify.Notifier
     sweep: orphans.Sweep
     stop: threading.Event
+    tenancy: Tenancy
 
 
 def build(cfg: Settings, health: Health) -> Services:
@@ -72,9 +77,10 @@ def build(cfg: Settings, health: Health) -> Services:
     metrics.subscribe(m, reporter, aws)
     fast = StatusCache(cfg.poll_interval, fetch=aws.describe_many)
     slow = StatusCache(cfg.resync_interval, fetch=aws.describe_many)
+    tenancy = Tenancy(enforce=cfg.policy == "enforce")
     controllers: list[Controller] = [
-        RestoreController(aws, fast, slow, cfg.region, cfg.poll_interval),
-        AttachController(aws, fast, slow, cfg.region, cfg.poll_interval),
+        RestoreController(aws, fast, slow, cfg.region, cfg.poll_interval, tenancy),
+        AttachController(aws, fast, slow, cfg.region, cfg.poll_interval, tenancy),
         ScheduleController(cfg.poll_interval, m.observe_schedule, m.forget_schedule),
     ]
     leadership = _leadership(cfg) if cfg.leader_election else None
@@ -86,9 +92,11 @@ def build(cfg: Settings, health: Health) -> Services:
         workers=cfg.max_workers,
         is_leader=leadership.is_leader if leadership else (lambda: True),
         observe_pass=m.observe_pass,
+        scope=acting_for(tenancy, reporter),
     )
+    tenancy.objects = reconciler.objects
     trail = audit.AuditTrail(cfg.audit_url.get_secret_value(), cfg.audit_spool, cfg.audit_retry_interval)
-    trail.attach_metrics(m.spool_depth, m.audit_written, m.audit_errors)
+    trail.attach_metrics(m.spool_depth, m.audit_written, m.audit_errors, m.audit_rejected)
     reporter.observers.append(trail)
     notifier = notify.Notifier(cfg, m, kube.read_secret, aws)
     reporter.observers.append(notifier)
@@ -118,6 +126,7 @@ def build(cfg: Settings, health: Health) -> Services:
         notifier,
         sweep,
         threading.Event(),
+        tenancy,
     )
     reconciler.services = services
     return services
@@ -156,7 +165,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     loop_beat = {"at": time.monotonic()}
     health.checks["event-loop"] = lambda: _loop_stalled(loop_beat, cfg.stall_seconds)
     asyncio.get_running_loop().create_task(_tick(loop_beat))
-    health.ready.set()
+    # Ready once the policies are loaded (configure_tenancy) and, when enabled, the webhook listens.
 
 
 def _stalled(services: Services) -> str | None:
@@ -217,3 +226,113 @@ def _schedules_owning(body: Any) -> list[str]:
 
 for _plural in PLURALS:
     kopf.on.event(GROUP, VERSION, _plural, id=f"wake.{_plural}")(_wake(_plural))
+
+
+# --- tenancy: DBPolicies and namespaces, watched by kopf into the Tenancy cache ----------------------------
+
+REQUESTED_BY_POLICY = "dbops-requested-by"  # manifests/base/admission-requested-by.yaml
+STATUS_EVERY = 2.0  # seconds between looks at what the policies' status should say
+
+
+def acting_for(tenancy: Tenancy, reporter: Reporter) -> Callable[[Pass], AbstractContextManager[None]]:
+    """Around each pass: every AWS call of it is signed with its namespace's identity (an assumed role,
+    session tags naming the namespace, the object and the requester), or the operator's own."""
+
+    def scope(p: Pass) -> AbstractContextManager[None]:
+        who = reporter.requester_of(p.body, "requested")
+        requester = who.username if who and who.verified else "unverified"
+        return acting_as(tenancy.identity(p.namespace, p.controller.kind, p.name, requester))
+
+    return scope
+
+
+@kopf.on.startup()
+async def configure_tenancy(memo: kopf.Memo, **_: Any) -> None:
+    """Every policy and namespace known before the first pass or review (kopf starts watching, and so
+    waking passes, only once every startup handler is done); kopf's watch keeps them current."""
+    services: Services = memo["services"]
+    try:
+        policies = await asyncio.to_thread(services.kube.list_all, POLICY.plural)
+        namespaces = await asyncio.to_thread(services.kube.namespaces)
+    except K8sError as err:
+        raise kopf.TemporaryError(f"cannot list DBPolicies and namespaces yet: {err}", delay=5) from err
+    for body in namespaces:
+        services.tenancy.put_namespace(body)
+    for body in policies:
+        services.tenancy.put_policy(body)
+    services.reporter.stamped = _stamped(services)
+    asyncio.get_running_loop().create_task(_policy_status(services))
+    if not services.settings.webhook_port:  # else ready once the webhook listens (dbops.webhook)
+        services.health.ready.set()
+    mode = "enforced" if services.tenancy.enforce else "open (DBOPS_POLICY=open)"
+    log.info("%d DBPolicies over %d namespaces; namespaces no policy selects: %s", len(policies), len(namespaces), mode)
+
+
+@kopf.on.event(GROUP, VERSION, POLICY.plural, id="watch.dbpolicies")
+async def policy_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+    services: Services | None = memo.get("services")
+    body: dict[str, Any] = dict(event.get("object") or {})
+    if services is not None and event.get("type") == "DELETED":
+        services.tenancy.remove_policy(str(body.get("metadata", {}).get("name")))
+    elif services is not None:
+        services.tenancy.put_policy(body)
+
+
+@kopf.on.event("", "v1", "namespaces", id="watch.namespaces")
+async def namespace_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+    services: Services | None = memo.get("services")
+    body: dict[str, Any] = dict(event.get("object") or {})
+    if services is not None and event.get("type") == "DELETED":
+        services.tenancy.remove_namespace(str(body.get("metadata", {}).get("name")))
+    elif services is not None:
+        services.tenancy.put_namespace(body)
+
+
+def _stamped(services: Services, every: float = 60.0) -> Callable[[], bool]:
+    """Whether the API server stamps the requester (the MutatingAdmissionPolicy and its binding are in
+    place), asked at most once a minute; unknown (no permission, no answer) counts as not stamped."""
+    seen = {"at": float("-inf"), "value": False}
+    lock = threading.Lock()
+
+    def stamped() -> bool:
+        with lock:
+            if time.monotonic() - seen["at"] >= every:
+                try:
+                    seen["value"] = services.kube.admission_policy_installed(REQUESTED_BY_POLICY)
+                except K8sError as err:
+                    log.warning(
+                        "cannot tell whether %s is installed (%s): requesters unverified", REQUESTED_BY_POLICY, err
+                    )
+                    seen["value"] = False
+                seen["at"] = time.monotonic()
+            return bool(seen["value"])
+
+    return stamped
+
+
+async def _policy_status(services: Services) -> None:
+    """Each policy's status: the namespaces it selects and since when its generation is applied. Written
+    when it differs (by the leader only, when there is one); never stops on an API server outage."""
+    while True:
+        await asyncio.sleep(STATUS_EVERY)
+        if services.leadership is not None and not services.leadership.is_leader():
+            continue
+        for name, (body, namespaces) in services.tenancy.selections().items():
+            wanted = policy_status(body, namespaces)
+            if wanted != {k: body["status"].get(k) for k in wanted}:
+                try:
+                    await asyncio.to_thread(services.kube.patch_cluster_status, POLICY.plural, name, wanted)
+                except K8sError as err:
+                    log.warning("status of DBPolicy %s not written: %s", name, err)
+
+
+def policy_status(body: dict[str, Any], namespaces: list[str]) -> dict[str, Any]:
+    status = body.get("status") or {}
+    generation = body["metadata"].get("generation")
+    applied = status.get("appliedAt") if status.get("observedGeneration") == generation else None
+    return {
+        "observedGeneration": generation,
+        "appliedAt": applied or timestamp(),
+        "namespaceCount": len(namespaces),
+        "namespaces": namespaces[:100],
+    }

@@ -7,6 +7,11 @@ the transaction commits. When the database is down the files wait and the writer
 never waits for the audit database. Each record has a unique id, so a crash between the commit and
 the deletion of the files cannot write a record twice.
 
+Every stored field is bounded (`bounded`: a String column's length, TEXT_LIMIT for the others), so that
+no value can make the database refuse a record; a record it refuses all the same (a constraint, a value
+of a kind it does not take) is set aside in the spool's rejected/ directory, with the error next to it
+and counted in dbops_audit_records_rejected_total, and every other record is still written.
+
 The schema is managed by Alembic (dbops/migrations), upgraded to head when the writer first connects.
 """
 
@@ -20,7 +25,7 @@ import pathlib
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -53,7 +58,9 @@ records = sa.Table(
     sa.Column("action", sa.String(64), nullable=False, index=True),
     sa.Column("reason", sa.String(128), nullable=False),
     sa.Column("outcome", sa.String(16), nullable=False),
-    sa.Column("requester", sa.String(253), nullable=True, index=True),
+    # Usernames reach about 340 characters (system:serviceaccount:NAMESPACE:NAME); longer ones are cut.
+    sa.Column("requester", sa.String(512), nullable=True, index=True),
+    sa.Column("requester_verified", sa.Boolean, nullable=True),  # None: recorded before verification existed
     sa.Column("requester_groups", sa.Text, nullable=False),  # JSON list
     sa.Column("source", sa.Text, nullable=True),
     sa.Column("target", sa.String(255), nullable=True, index=True),
@@ -62,6 +69,11 @@ records = sa.Table(
     sa.Column("details", sa.Text, nullable=False),  # JSON object
     sa.UniqueConstraint("record_id", name="uq_audit_records_record_id"),
 )
+
+TEXT_LIMIT = 32768  # characters of a Text column (messages, details): a record, not a log dump
+REJECTED = "rejected"  # the spool's directory of records the database refused
+# What the database says about one record (not about itself being down): set that record aside.
+REFUSALS = (sa.exc.DataError, sa.exc.IntegrityError)
 
 SUCCEEDED = frozenset({"available", "deleted", "expired"})
 FAILED = frozenset({"failed", "delete-failed"})
@@ -79,8 +91,22 @@ def outcome(record: report.Record) -> str:
     return "warning" if record.warning else "info"
 
 
+def bounded(column: str, value: Any) -> Any:
+    """A value as the column stores it: cut to the column's length, NUL characters (which PostgreSQL
+    refuses in text) escaped. Writes and queries (`dbops audit --user`) cut the same way."""
+    if not isinstance(value, str):
+        return value
+    limit = getattr(records.c[column].type, "length", None) or TEXT_LIMIT
+    value = value.replace("\x00", "\\0")
+    return value if len(value) <= limit else value[: limit - 1] + "…"
+
+
 def to_row(record: report.Record, record_id: str | None = None) -> dict[str, Any]:
     when = record.time.astimezone(UTC).replace(tzinfo=None) if record.time.tzinfo else record.time
+    return {k: bounded(k, v) for k, v in _fields(record, record_id, when).items()}
+
+
+def _fields(record: report.Record, record_id: str | None, when: datetime) -> dict[str, Any]:
     return {
         "record_id": record_id or str(uuid.uuid4()),
         "time": when.isoformat(),
@@ -92,6 +118,7 @@ def to_row(record: report.Record, record_id: str | None = None) -> dict[str, Any
         "reason": record.reason,
         "outcome": outcome(record),
         "requester": record.requester,
+        "requester_verified": record.requester_verified if record.requester else None,
         "requester_groups": json.dumps(list(record.requester_groups)),
         "source": record.source,
         "target": record.target,
@@ -146,6 +173,7 @@ class Spool:
         self._tmp.mkdir(exist_ok=True)
         self._seq = 0
         self._lock = threading.Lock()
+        self.on_rejected: Callable[[], None] | None = None
 
     def put(self, row: dict[str, Any]) -> pathlib.Path:
         with self._lock:
@@ -168,6 +196,21 @@ class Spool:
     def depth(self) -> int:
         return sum(1 for p in self.dir.iterdir() if p.suffix == ".json")
 
+    def set_aside(self, path: pathlib.Path, error: str) -> None:
+        """A record the database refused: kept in rejected/ with the refusal beside it, for a person."""
+        aside = self.dir / REJECTED
+        aside.mkdir(exist_ok=True)
+        (aside / f"{path.stem}.error").write_text(error + "\n", encoding="utf-8")
+        os.replace(path, aside / path.name)
+        _fsync_dir(aside)
+        log.error("audit record %s refused by the database (%s): set aside in %s", path.stem, error, aside)
+        if self.on_rejected is not None:
+            self.on_rejected()
+
+    def rejected(self) -> int:
+        aside = self.dir / REJECTED
+        return sum(1 for p in aside.iterdir() if p.suffix == ".json") if aside.is_dir() else 0
+
     @staticmethod
     def read(path: pathlib.Path) -> dict[str, Any] | None:
         try:
@@ -188,20 +231,36 @@ def _fsync_dir(directory: pathlib.Path) -> None:
         os.close(fd)
 
 
-def write_batch(engine: Engine, files: Sequence[pathlib.Path]) -> int:
-    """Insert the spooled records not yet in the database, in one transaction; then drop their files."""
-    rows = [row for row in (Spool.read(p) for p in files) if row is not None]
-    if rows:
-        ids = [r["record_id"] for r in rows]
-        with engine.begin() as conn:
-            present = set(conn.execute(sa.select(records.c.record_id).where(records.c.record_id.in_(ids))).scalars())
-            fresh = [_from_spool(r) for r in rows if r["record_id"] not in present]
-            if fresh:
-                conn.execute(records.insert(), fresh)
+def write_batch(engine: Engine, files: Sequence[pathlib.Path], spool: Spool | None = None) -> int:
+    """Insert the spooled records not yet in the database, in one transaction; then drop their files.
+    When the database refuses the batch for what is in it, the records go one by one, and the ones it
+    refuses are set aside (in `spool`'s rejected/ directory) instead of blocking every later record."""
+    read = [(p, row) for p, row in ((p, Spool.read(p)) for p in files) if row is not None]
+    try:
+        _insert(engine, [row for _, row in read])
+    except REFUSALS:
+        for path, row in read:
+            try:
+                _insert(engine, [row])
+            except REFUSALS as err:
+                if spool is None:
+                    raise
+                spool.set_aside(path, _describe(err))
     for path in files:
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
-    return len(rows)
+    return len(read)
+
+
+def _insert(engine: Engine, rows: list[dict[str, Any]]) -> None:
+    if not rows:
+        return
+    ids = [r["record_id"] for r in rows]
+    with engine.begin() as conn:
+        present = set(conn.execute(sa.select(records.c.record_id).where(records.c.record_id.in_(ids))).scalars())
+        fresh = [_from_spool(r) for r in rows if r["record_id"] not in present]
+        if fresh:
+            conn.execute(records.insert(), fresh)
 
 
 class AuditTrail:
@@ -222,8 +281,10 @@ class AuditTrail:
         self._errors: Any = None
         self._depth = self.spool.depth()
 
-    def attach_metrics(self, depth_gauge: Any, written: Any, errors: Any) -> None:
+    def attach_metrics(self, depth_gauge: Any, written: Any, errors: Any, rejected: Any = None) -> None:
         self._depth_gauge, self._written, self._errors = depth_gauge, written, errors
+        if rejected is not None:
+            self.spool.on_rejected = rejected.inc
         self._set_depth(self.spool.depth())
 
     def _set_depth(self, depth: int) -> None:
@@ -281,7 +342,7 @@ class AuditTrail:
             self._migrated = True
         written = 0
         while files := self.spool.pending(BATCH):
-            written += write_batch(engine, files)
+            written += write_batch(engine, files, self.spool)
             if self._written is not None:
                 self._written.inc(len(files))
             self._set_depth(self.spool.depth())
@@ -324,7 +385,7 @@ def query(engine: Engine, q: Query) -> list[dict[str, Any]]:
     stmt = sa.select(records)
     for column, value in (
         (records.c.namespace, q.namespace),
-        (records.c.requester, q.user),
+        (records.c.requester, bounded("requester", q.user)),
         (records.c.target, q.target),
         (records.c.name, q.name),
         (records.c.kind, q.kind),
@@ -353,8 +414,15 @@ def query(engine: Engine, q: Query) -> list[dict[str, Any]]:
 TABLE_COLUMNS = ("time", "namespace", "name", "kind", "action", "outcome", "requester", "target", "reason", "message")
 
 
+def _cell(row: dict[str, Any], column: str) -> str:
+    value = row.get(column)
+    if column == "requester" and value and row.get("requester_verified") is not True:
+        return f"{value}(unverified)"  # one word: the table's columns stay split by spaces
+    return str(value) if value is not None else ""
+
+
 def render_table(rows: Iterable[dict[str, Any]], columns: Sequence[str] = TABLE_COLUMNS) -> str:
-    cells = [[str(row.get(c) if row.get(c) is not None else "") for c in columns] for row in rows]
+    cells = [[_cell(row, c) for c in columns] for row in rows]
     header = [c.upper() for c in columns]
     widths = [max([len(h)] + [min(len(r[i]), 80) for r in cells]) for i, h in enumerate(header)]
     lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)).rstrip()]
@@ -404,11 +472,11 @@ def render_csv(rows: Iterable[dict[str, Any]]) -> str:
         details = dict(row.get("details") or {})
         drill = [details.pop(k, None) for k in CSV_DETAILS]
         other = json.dumps(details, sort_keys=True, default=str) if details else ""
-        writer.writerow([_cell(row.get(c)) for c in CSV_COLUMNS] + [_cell(v) for v in drill] + [other])
+        writer.writerow([_cell(row, c) for c in CSV_COLUMNS] + [_plain(v) for v in drill] + [other])
     return out.getvalue()
 
 
-def _cell(value: Any) -> str:
+def _plain(value: Any) -> str:
     return "" if value is None else str(value)
 
 

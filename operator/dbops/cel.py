@@ -73,9 +73,10 @@ def _checked(syntax: Syntax, rules: tuple[Rule, ...]) -> dict[str, Any]:
     }
 
 
-def text(description: str, syntax: Syntax, *rules: Rule, default: Any = None) -> Any:
-    """A string field checked against `syntax` (and `rules`) at admission. Pass default=... if required."""
-    return Field(default, description=description, **_checked(syntax, rules))
+def text(description: str, syntax: Syntax, *rules: Rule, default: Any = None, alias: str | None = None) -> Any:
+    """A string field checked against `syntax` (and `rules`) at admission. Pass default=... if required, and
+    alias= where camelCase would spell the name otherwise (maxTTL)."""
+    return Field(default, description=description, alias=alias, **_checked(syntax, rules))
 
 
 def item(description: str, syntax: Syntax) -> Any:

@@ -106,14 +106,14 @@ def crd(res: Resource) -> dict[str, Any]:
         "metadata": {"name": f"{res.plural}.{GROUP}"},
         "spec": {
             "group": GROUP,
-            "scope": "Namespaced",
+            "scope": res.scope,
             "names": {
                 "kind": res.kind,
                 "listKind": f"{res.kind}List",
                 "plural": res.plural,
                 "singular": res.kind.lower(),
                 "shortNames": [res.short_name],
-                "categories": ["rds"],
+                "categories": res.categories,
             },
             "versions": [
                 {

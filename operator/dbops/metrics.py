@@ -114,6 +114,11 @@ class Metrics:
             "Failed attempts to write the spool to the audit database.",
             registry=registry,
         )
+        self.audit_rejected = Counter(
+            "dbops_audit_records_rejected_total",
+            "Audit records the database refused, set aside in the spool's rejected/ directory.",
+            registry=registry,
+        )
         self.notifications = Counter(
             "dbops_notifications_total",
             "Notifications by channel (slack, email) and outcome (sent, failed).",

@@ -11,6 +11,7 @@ checks types only: it never refuses an object that admission let through.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Literal
@@ -971,6 +972,8 @@ class Resource(BaseModel):
     status: type[BaseModel]
     columns: list[dict[str, Any]]
     rules: list[Rule] = []  # CEL rules on the whole object (metadata.name), messages as written
+    scope: Literal["Namespaced", "Cluster"] = "Namespaced"
+    categories: list[str] = ["rds"]
 
 
 # The last printer columns of a kind whose Ready condition tells what is going on (-o wide shows the message).
@@ -1040,3 +1043,275 @@ RESOURCES = [
         ],
     ),
 ]
+
+
+# --- DBPolicy: what the namespaces it selects may restore, attach and create, and with which AWS role --------
+#
+# Patterns in a policy are globs over identifiers: * stands for any run of characters and ? for one, and
+# {namespace} for the namespace of the object asking. There are no character classes ([ ] is in no RDS
+# identifier), so a pattern is never mistaken for a regular expression.
+_GLOB_WORDS = "* (any characters), ? (one character) or {{namespace}}"
+ID_GLOB = Syntax(
+    r"^([a-z0-9*?-]|\{namespace\})+$",
+    "a pattern of 1 to {max} lower-case letters, digits, hyphens, " + _GLOB_WORDS + ", such as {{namespace}}-*",
+    255,
+)
+SNAPSHOT_GLOB = Syntax(
+    r"^([a-z0-9*?:-]|\{namespace\})+$",
+    "a pattern of 1 to {max} lower-case letters, digits, hyphens, colons (rds: starts automated snapshots), "
+    + _GLOB_WORDS
+    + ", such as staging-*",
+    255,
+)
+CLASS_GLOB = Syntax(r"^[a-z0-9.*?-]+$", "an instance class or a pattern of them, such as db.t4g.* or db.r6g.large", 64)
+ENGINE_GLOB = Syntax(r"^[a-z0-9.*?-]+$", "an engine name or a pattern of them, such as postgres or aurora-*", 64)
+NAMESPACE_NAME = Syntax(
+    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
+    "a namespace name: 1 to {max} lower-case letters, digits or hyphens, starting and ending with a letter or digit",
+    63,
+)
+LABEL_KEY = Syntax(
+    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$",
+    "a label key: an optional DNS prefix and /, then 1 to 63 letters, digits, hyphens, underscores or periods, "
+    "starting and ending with a letter or digit ({max} in all)",
+    317,
+)
+_LABEL_VALUE = r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$"
+_LABEL_VALUE_WORDS = (
+    "at most 63 letters, digits, hyphens, underscores or periods, starting and ending with a letter or digit"
+)
+EXTERNAL_ID = Syntax(
+    r"^[-\w+=,.@:/]{2,}$", "2 to {max} letters, digits or any of _ + = , . @ : / - (IAM's ExternalId)", 1224
+)
+
+
+def duration_seconds(duration: str) -> int:
+    """The seconds in a duration that DURATION accepts, added up as the CEL rules add them."""
+    return sum(int(n) * _UNIT_SECONDS[u] for n, u in re.findall(r"([0-9]+)([dhms])", duration))
+
+
+def label_value_rule(value: str) -> str:
+    """CEL: `value` is a label value (may be empty)."""
+    return f"size({value}) <= 63 && {value}.matches({cel_string(_LABEL_VALUE)})"
+
+
+def globs(description: str, limit: int = 64) -> Any:
+    """A list of patterns; left out, the policy does not restrict the setting; empty, it allows none."""
+    return items(f"{description} Left out: not restricted by this policy; empty: none allowed.", limit)
+
+
+class LabelRequirement(Model):
+    """One requirement of a label selector, as in Kubernetes."""
+
+    model_config = validations(
+        rule(
+            "self.operator in ['In', 'NotIn'] ? (has(self.values) && size(self.values) > 0) "
+            ": (!has(self.values) || size(self.values) == 0)",
+            "must list values with In and NotIn, and none with Exists and DoesNotExist",
+            field=".values",
+        )
+    )
+    key: str = text("The label key.", LABEL_KEY, default=...)
+    operator: Literal["In", "NotIn", "Exists", "DoesNotExist"] = Field(description="In, NotIn, Exists or DoesNotExist.")
+    values: list[Annotated[str, Field(description="A label value.", max_length=ceiling(63))]] | None = Field(
+        None,
+        description="The label values (In, NotIn).",
+        max_length=ceiling(64),
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                rule("size(self) <= 64", "must have at most 64 entries"),
+                rule(f"self.all(v, {label_value_rule('v')})", f"must each be {_LABEL_VALUE_WORDS}"),
+            ]
+        },
+    )
+
+
+class NamespaceSelector(Model):
+    """Selects namespaces by their labels, as a Kubernetes label selector: every requirement must hold, and
+    an empty selector ({}) selects every namespace."""
+
+    match_labels: dict[str, Annotated[str, Field(max_length=ceiling(63))]] | None = Field(
+        None,
+        description="Labels the namespace must carry, with these values.",
+        json_schema_extra={
+            "maxProperties": ceiling(64),
+            "x-kubernetes-validations": [
+                rule("size(self) <= 64", "must have at most 64 labels"),
+                rule(f"self.all(k, {LABEL_KEY.check('k')})", f"keys must each be {LABEL_KEY.words.format(max=317)}"),
+                rule(f"self.all(k, {label_value_rule('self[k]')})", f"values must each be {_LABEL_VALUE_WORDS}"),
+            ],
+        },
+    )
+    match_expressions: list[LabelRequirement] | None = items("Requirements on the namespace's labels.", 32)
+
+
+class PolicySources(Model):
+    """What may be restored from. A list left out does not restrict; an empty list allows nothing. A source
+    must be allowed by every policy that selects the namespace."""
+
+    db_instances: list[Annotated[str, item("An identifier pattern.", ID_GLOB)]] | None = globs(
+        "DB instances that may be a source: of latestSnapshot or pointInTime, or the instance a DB snapshot "
+        "was taken of.",
+    )
+    db_clusters: list[Annotated[str, item("An identifier pattern.", ID_GLOB)]] | None = globs(
+        "Aurora clusters that may be a source: of latestSnapshot or pointInTime, or the cluster a cluster "
+        "snapshot was taken of.",
+    )
+    db_snapshots: list[Annotated[str, item("A snapshot identifier pattern.", SNAPSHOT_GLOB)]] | None = globs(
+        "DB snapshots that may be restored, named or chosen as the latest (rds:NAME-* for automated ones).",
+    )
+    db_cluster_snapshots: list[Annotated[str, item("A snapshot identifier pattern.", SNAPSHOT_GLOB)]] | None = globs(
+        "Aurora cluster snapshots that may be restored, named or chosen as the latest."
+    )
+    required_tags: Tags | None = tags(
+        "AWS tags the source must carry, e.g. env: staging: a named snapshot's own tags, else the source DB's. "
+        "Checked on a fresh read before any create call (phase Failed, reason PolicyViolation)."
+    )
+    regions: list[Annotated[str, item("An AWS region.", REGION)]] | None = globs(
+        "Regions that may be restored from (and so into: a restore stays in its source's region).", 32
+    )
+
+
+class PolicyTargets(Model):
+    """What is created, and settings dbops forces on it: a request that sets a forced setting to another
+    value is refused; one that leaves it out gets the policy's value instead of the source's."""
+
+    model_config = validations(
+        rule(
+            "!has(self.publiclyAccessible) || !self.publiclyAccessible",
+            "can only be false: a policy forbids public databases, it cannot force them",
+            field=".publiclyAccessible",
+        ),
+        rule(
+            "!(has(self.deletionProtection) && self.deletionProtection && "
+            "((has(self.ttlRequired) && self.ttlRequired) || has(self.maxTTL)))",
+            "contradicts ttlRequired and maxTTL: a ttl removes the database, which deletion protection forbids",
+            field=".deletionProtection",
+        ),
+    )
+    identifier_pattern: str | None = text(
+        "A pattern the identifier of every database created must match, e.g. {namespace}-* (for a DBAttach: "
+        "each reader's identifier).",
+        ID_GLOB,
+    )
+    instance_classes: list[Annotated[str, item("An instance class pattern.", CLASS_GLOB)]] | None = globs(
+        "Instance classes allowed, whether set in the request or copied from the source."
+    )
+    engines: list[Annotated[str, item("An engine pattern.", ENGINE_GLOB)]] | None = globs(
+        "Engines allowed (the source's: a restore keeps its engine; a DBAttach, its cluster's)."
+    )
+    db_subnet_group_name: str | None = text("The DB subnet group of every restored database (forced).", SUBNET_GROUP)
+    vpc_security_group_ids: list[Annotated[str, item("A VPC security group id.", SG_ID)]] | None = items(
+        "The VPC security groups of every restored database (forced).", 20
+    )
+    publicly_accessible: bool | None = Field(
+        None, description="false: no database may be publicly accessible (forced). true is refused."
+    )
+    deletion_protection: bool | None = Field(
+        None,
+        description="true: every restored database gets RDS deletion protection (forced), so requests must "
+        "keep deletionPolicy Retain and set no ttl.",
+    )
+    storage_encrypted: bool | None = Field(
+        None,
+        description="true: only encrypted sources may be restored (a restore keeps its source's encryption); "
+        "checked before any create call.",
+    )
+    tags: Tags | None = tags("Tags merged into everything created, e.g. cost-centre (forced, key by key).")
+    max_ttl: str | None = text(
+        f"The longest ttl a DBRestore may set: a duration from {TTL_MIN[0]} to {TTL_MAX[0]}.",
+        DURATION,
+        *duration_between(TTL_MIN, TTL_MAX),
+        alias="maxTTL",
+    )
+    ttl_required: bool | None = Field(None, description="true: every DBRestore must set a ttl (preview namespaces).")
+
+
+class PolicyAttach(Model):
+    """Which Aurora clusters may get readers. With neither clusters nor clusterTags set, only clusters
+    restored by a DBRestore of the same namespace (they carry dbops.dev/namespace and dbops.dev/kind tags)."""
+
+    clusters: list[Annotated[str, item("A cluster identifier pattern.", ID_GLOB)]] | None = globs(
+        "Clusters that may get readers: identifier patterns."
+    )
+    cluster_tags: Tags | None = tags("AWS tags the cluster must carry.")
+    max_readers: int | None = Field(None, ge=1, le=15, description="The largest count a DBAttach may ask for.")
+
+
+class PolicyLimits(Model):
+    """How much a namespace may have at once. A request over a limit waits (phase Pending, reason
+    QuotaExceeded) and starts when room frees, in creation order; it is never failed for it."""
+
+    restores_in_flight: int | None = Field(
+        None, ge=1, le=1000, description="DBRestores of the namespace restoring at once."
+    )
+    databases_owned: int | None = Field(
+        None,
+        ge=1,
+        le=10000,
+        description="Databases the namespace owns at once: each DBRestore's database and each DBAttach reader.",
+    )
+
+
+class PolicyAws(Model):
+    """The AWS identity of the namespace's requests: dbops assumes this role (STS AssumeRole, with session
+    tags naming the namespace, the object and the requester) for every AWS call made for them."""
+
+    role_arn: str = text("The IAM role to assume (it may be in another account).", ROLE_ARN, default=...)
+    external_id: str | None = text("The ExternalId the role's trust policy requires.", EXTERNAL_ID)
+
+
+class DBPolicySpec(Model):
+    """What DBRestores and DBAttaches of the namespaces it selects may do. A request must satisfy every
+    policy that selects its namespace (the most restrictive wins); with DBOPS_POLICY=enforce (the default), a
+    namespace no policy selects may do nothing."""
+
+    model_config = validations(
+        rule(
+            "has(self.namespaceSelector) || has(self.namespaces)",
+            "must set namespaceSelector, namespaces or both: a policy that selects no namespace does nothing",
+        )
+    )
+    namespace_selector: NamespaceSelector | None = Field(
+        None, description="Namespaces selected by their labels ({} selects every namespace)."
+    )
+    namespaces: list[Annotated[str, item("A namespace name.", NAMESPACE_NAME)]] | None = items(
+        "Namespaces selected by name (in addition to namespaceSelector's).", 256
+    )
+    sources: PolicySources | None = Field(None, description="What may be restored from.")
+    targets: PolicyTargets | None = Field(None, description="What is created, and the settings forced on it.")
+    attach: PolicyAttach | None = Field(None, description="Which Aurora clusters may get readers.")
+    limits: PolicyLimits | None = Field(None, description="How much a namespace may have at once.")
+    aws: PolicyAws | None = Field(None, description="The AWS role assumed for the namespace's requests.")
+
+
+class DBPolicyStatus(Model):
+    """What the operator applies: written only by it."""
+
+    observed_generation: int | None = Field(None, description="The generation of the spec being applied.")
+    applied_at: datetime | None = Field(None, description="When the operator began applying this generation.")
+    namespace_count: int | None = Field(None, description="How many namespaces the policy selects.")
+    namespaces: list[str] | None = Field(
+        None, description="The namespaces it selects (sorted; the first 100).", max_length=100
+    )
+
+
+POLICY = Resource(
+    kind="DBPolicy",
+    description="A platform team's rules for the DBRestores and DBAttaches of the namespaces it selects: which "
+    "sources, clusters, identifiers, instance classes and engines, which settings are forced, how many at "
+    "once, and which AWS role is assumed for them. Cluster-scoped: only cluster admins write policies.",
+    plural="dbpolicies",
+    short_name="dbp",
+    spec=DBPolicySpec,
+    status=DBPolicyStatus,
+    scope="Cluster",
+    categories=["dbops"],
+    columns=[
+        {"name": "Namespaces", "type": "integer", "jsonPath": ".status.namespaceCount"},
+        {"name": "Role", "type": "string", "jsonPath": ".spec.aws.roleArn"},
+        {"name": "Applied", "type": "date", "jsonPath": ".status.appliedAt"},
+        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+    ],
+)
+RESOURCES.append(POLICY)

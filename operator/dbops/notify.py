@@ -66,6 +66,8 @@ def describe(record: report.Record, place: dict[str, Any] | None) -> Message:
     if isinstance(seconds, int | float):
         lines.append(f"Took: {_duration(float(seconds))}")
     who = record.requester or "unknown (no admission record)"
+    if record.requester and not record.requester_verified:
+        who += " (unverified)"
     groups = f" ({', '.join(record.requester_groups)})" if record.requester_groups else ""
     lines.append(f"Requested by: {who}{groups}")
     return Message(subject, "\n".join(lines))

@@ -91,7 +91,12 @@ class Settings(BaseSettings):
     )
     audit_retry_interval: float = Field(5.0, gt=0, description="Seconds between writes while the database is down.")
 
-    # Admission webhook (records who asked). 0: no webhook.
+    # Tenancy (DBPolicy). enforce: a namespace that no DBPolicy selects may do nothing.
+    policy: Literal["enforce", "open"] = Field(
+        "enforce", description="enforce: a namespace no DBPolicy selects is refused; open: it is allowed."
+    )
+
+    # Validating admission webhook (policies at admission, and the audit of requests). 0: no webhook.
     webhook_port: int = Field(0, ge=0, description="Port of the HTTPS admission webhook (0: off).")
     webhook_addr: str = Field("0.0.0.0", description="Address the webhook listens on.")  # noqa: S104 - a pod listens on its pod IP
     webhook_host: str | None = Field(
@@ -103,6 +108,16 @@ class Settings(BaseSettings):
     webhook_certfile: str | None = Field(None, description="Serving certificate (PEM); none: self-signed.")
     webhook_keyfile: str | None = Field(None, description="Serving key (PEM) of webhook_certfile.")
     webhook_cafile: str | None = Field(None, description="CA bundle the API server trusts for the webhook.")
+    webhook_client_ca: str | None = Field(
+        None,
+        description="CA of the client certificate the API server presents (its admission configuration): set, "
+        "no one else can call the webhook, and its records are verified.",
+    )
+    webhook_secret: str = Field(
+        "",
+        description="NAMESPACE/NAME of the Secret with the replicas' shared webhook certificate and signing key "
+        "(default: the pod's namespace/dbops-webhook); created by the first replica to start.",
+    )
 
     # Restore verification (DBRestore spec.verify): the CA that RDS endpoints' certificates chain to.
     rds_ca_bundle: str = Field(

@@ -1,81 +1,94 @@
-"""Admission webhooks for DBRestore and DBAttach: who asked.
+"""The validating admission webhook of DBRestore and DBAttach: policies at admission, and who asked.
 
-The requesting user is known only at admission, so dbops serves kopf's admission webhooks (HTTPS) and
-kopf manages their configurations in the cluster (settings.admission.managed):
+- CREATE and UPDATE: the DBPolicies of the namespace (dbops.policy: the very verdict every pass of the
+  reconcile core reaches again before any AWS call). A request that breaks one is refused with a message
+  naming the field, the policy and what it allows, and recorded (create-refused, update-refused); an
+  admitted one is recorded (create-requested, update-requested). An UPDATE is refused only for what it
+  makes worse: an object admitted under an older policy can still be changed in other ways.
+- DELETE: never refused; recorded, and the deleter written on the object itself (report.DELETED_BY,
+  signed with the operator's key), so that the operator's deletion records name the deleter after any
+  restart.
 
-- mutating, on CREATE and UPDATE: stamps ``dbops.dev/requested-by`` (username and groups, JSON) with the
-  requester, overwriting whatever the request carried, so it cannot be forged. An UPDATE that does not
-  change the spec or a dbops.dev/ annotation (the operator's own finalizer and progress patches, label
-  edits) keeps the previous value. failurePolicy Fail and persistent (left in place when the operator
-  stops): while it cannot answer, DBRestore and DBAttach writes are refused, rather than accepted with
-  an unverifiable requester. Nothing is lost by refusing: without the operator nothing would act on them.
-- validating, on CREATE, UPDATE and DELETE: never rejects (the CRD schema and CEL rules already refuse
-  malformed objects); it records the request in the audit trail with the requester, and remembers who
-  asked for a deletion so that the operator's deletion records carry the deleter. failurePolicy Ignore
-  and not persistent: it only observes, and must never block a user's request.
+It must never make the cluster unusable, so its configuration (ValidatingWebhookConfiguration dbops.dev,
+kept by the operator, see `configuration`) has failurePolicy Ignore (with no replica answering, requests
+go through and the reconcile-time check is the backstop), a 5 s timeout, no kube-system, and
+matchConditions that send it only what a user changes: never the operator's own status and finalizer
+writes, nor a finalizer removal by an admin.
+
+Who asked comes from the AdmissionReview. With DBOPS_WEBHOOK_CLIENT_CA, only an API server presenting a
+client certificate from that CA (its admission configuration) can connect, and the records are verified;
+without it anyone who reaches the port could forge a review, and the records say "unverified".
+
+Every replica serves with the same certificate, from the keys Secret (core.keys), so the configuration's
+caBundle holds whichever replica the Service picks.
 """
 
 from __future__ import annotations
 
-import datetime
-import ipaddress
+import asyncio
+import base64
 import logging
 import pathlib
+import ssl
 import tempfile
-from collections.abc import AsyncIterator
 from typing import Any
 
 import kopf
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from kopf._cogs.structs.references import NamespaceName, match_namespace
+from pydantic import ValidationError
 
 from dbops import settings
+from dbops.attach import tenancy as attach_tenancy
+from dbops.core import keys as keys_mod
 from dbops.core import report
-from dbops.models import GROUP, VERSION
+from dbops.core.types import SpecError
+from dbops.models import GROUP, VERSION, DBAttachSpec, DBRestoreSpec
+from dbops.policy.request import Request
+from dbops.restore import tenancy as restore_tenancy
 
 log = logging.getLogger(__name__)
 
-PLURALS = ("dbrestores", "dbattaches")
+PLURALS = {"DBRestore": "dbrestores", "DBAttach": "dbattaches"}
+CONFIGURATION = GROUP  # the ValidatingWebhookConfiguration's name (and an older dbops' mutating one's)
 ACTIONS = {"CREATE": "create-requested", "UPDATE": "update-requested", "DELETE": "delete-requested"}
-
-
-def _requester(userinfo: dict[str, Any]) -> report.Requester:
-    return report.Requester(str(userinfo.get("username", "")), tuple(str(g) for g in userinfo.get("groups") or ()))
+REFUSED = {"CREATE": "create-refused", "UPDATE": "update-refused"}
+SERVICE_ACCOUNT_NAMESPACE = pathlib.Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+# dbops.dev/ annotations that dbops writes itself: a change of these alone is no user's request.
+OWN_ANNOTATIONS = (report.REQUESTED_BY, report.DELETED_BY)
+_OWN = ", ".join(f"'{a}'" for a in OWN_ANNOTATIONS)
 
 
 def _user_annotations(obj: Any) -> dict[str, str]:
     annotations = dict(((obj or {}).get("metadata") or {}).get("annotations") or {})
-    return {k: v for k, v in annotations.items() if k.startswith(f"{GROUP}/") and k != report.REQUESTED_BY}
+    return {k: v for k, v in annotations.items() if k.startswith(f"{GROUP}/") and k not in OWN_ANNOTATIONS}
 
 
 def meaningful_change(old: Any, new: Any) -> bool:
-    """A change a user asks for: the spec, or a dbops.dev/ annotation (retry, notifications)."""
+    """A change a user asks for: the spec, or a dbops.dev/ annotation (retry, notifications). The
+    configuration's matchConditions (USER_CHANGE) say the same to the API server."""
     return bool(
         dict((old or {}).get("spec") or {}) != dict((new or {}).get("spec") or {})
         or _user_annotations(old) != _user_annotations(new)
     )
 
 
-def _annotation(obj: Any, key: str) -> str | None:
-    value = (((obj or {}).get("metadata") or {}).get("annotations") or {}).get(key)
-    return None if value is None else str(value)
+def _user_keys(obj: str) -> str:
+    return f"{obj}.metadata.?annotations.orValue({{}}).filter(k, k.startsWith('{GROUP}/') && !(k in [{_OWN}]))"
 
 
-def stamp(
-    operation: str, body: kopf.Body, old: kopf.Body | None, userinfo: dict[str, Any], patch: kopf.Patch, **_: Any
-) -> None:
-    current = _annotation(body, report.REQUESTED_BY)
-    if operation == "CREATE" or meaningful_change(old, body):
-        wanted: str | None = _requester(userinfo).to_annotation()
-    else:
-        wanted = _annotation(old, report.REQUESTED_BY)
-    if current != wanted:
-        patch.metadata.annotations[report.REQUESTED_BY] = wanted
+# CEL (matchConditions): what meaningful_change says, so that nothing else reaches the webhook.
+USER_CHANGE = (
+    "request.operation != 'UPDATE' || object.spec != oldObject.spec"
+    f" || {_user_keys('object')}.exists(k, oldObject.metadata.?annotations.orValue({{}})[?k].orValue('')"
+    " != object.metadata.annotations[k] || !(k in oldObject.metadata.?annotations.orValue({})))"
+    f" || {_user_keys('oldObject')}.exists(k, !(k in object.metadata.?annotations.orValue({{}})))"
+)
 
 
-def record(
+# --- the handler --------------------------------------------------------------------------------------
+
+
+def review(
     operation: str,
     body: kopf.Body,
     old: kopf.Body | None,
@@ -83,114 +96,177 @@ def record(
     userinfo: dict[str, Any],
     dryrun: bool,
     memo: kopf.Memo,
+    sslpeer: Any = None,
     **_: Any,
 ) -> None:
-    """Never raises an AdmissionError: an observer, not a gate."""
-    if dryrun or operation not in ACTIONS:
-        return
-    if operation == "UPDATE" and not meaningful_change(old, new):
-        return
+    """Refuses (AdmissionError) only for a policy; a failure of its own lets the request through."""
+    services = memo.get("services")
+    if services is None or operation not in ACTIONS:
+        return  # still starting: the reconcile-time check decides
+    cfg: settings.Settings = services.settings
+    who = report.Requester(
+        str(userinfo.get("username", "")),
+        tuple(str(g) for g in userinfo.get("groups") or ()),
+        verified=bool(cfg.webhook_client_ca and sslpeer),
+    )
     try:
-        who = _requester(userinfo)
-        meta = body.get("metadata", {})
-        uid = str(meta.get("uid", ""))
-        reporter: report.Reporter = memo["services"].reporter
-        if operation == "DELETE" and uid:
-            reporter.deleted_by(uid, who)
-        spec = body.get("spec", {})
-        annotations = meta.get("annotations") or {}
-        reporter.notify(
-            report.Record(
-                kind=str(body.get("kind", "")),
-                namespace=str(meta.get("namespace", "")),
-                name=str(meta.get("name", "")),
-                uid=uid,
-                action=ACTIONS[operation],
-                reason="Admission",
-                message=f"{operation.lower()} requested by {who.username}",
-                source=(body.get("status") or {}).get("source"),
-                target=(spec.get("target") or {}).get("identifier") or spec.get("identifier"),
-                requester=who.username,
-                requester_groups=who.groups,
-                annotations={k: str(v) for k, v in annotations.items() if k.startswith(f"{GROUP}/")},
-            )
+        if operation == "DELETE":
+            _deleting(services, body, who, dryrun)
+            return
+        if operation == "UPDATE" and not meaningful_change(old, new):
+            return
+        violations = _violations(services, body, old if operation == "UPDATE" else None)
+        if not dryrun:
+            _record(services, body, REFUSED[operation] if violations else ACTIONS[operation], who, violations)
+    except Exception:  # a fault of dbops' own must never refuse a user's request
+        log.exception("admission review of %s failed; the request goes through", operation)
+        return
+    if violations:
+        raise kopf.AdmissionError("; ".join(violations), code=403)
+
+
+def _violations(services: Any, body: kopf.Body, old: kopf.Body | None) -> list[str]:
+    """The policy violations of the request; for an UPDATE, only those the old object did not have."""
+    namespace = str(body.get("metadata", {}).get("namespace", ""))
+    if not _watched(services.settings, namespace):
+        return []  # another operator's namespace: not ours to judge
+    found = _judge(services, body, namespace)
+    if old is not None:
+        before = set(_judge(services, old, namespace))
+        found = [v for v in found if v not in before]
+    return found
+
+
+def _judge(services: Any, obj: Any, namespace: str) -> list[str]:
+    asked = request_of(str(obj.get("kind", "")), dict(obj.get("spec") or {}), namespace, services.settings.region)
+    return [] if asked is None else list(services.tenancy.review(asked))
+
+
+def request_of(kind: str, spec: dict[str, Any], namespace: str, region: str) -> Request | None:
+    """The request of a spec; None when it cannot be read (the reconcile core then fails it, in words)."""
+    try:
+        if kind == "DBRestore":
+            return restore_tenancy.request(DBRestoreSpec.model_validate(spec), namespace, region)
+        if kind == "DBAttach":
+            return attach_tenancy.request(DBAttachSpec.model_validate(spec), namespace, region)
+    except (ValidationError, SpecError):
+        pass
+    return None
+
+
+def _watched(cfg: settings.Settings, namespace: str) -> bool:
+    patterns = [p.strip() for p in cfg.namespace.split(",") if p.strip()]
+    # kopf's own matching, so that the webhook judges exactly the namespaces this operator serves.
+    return not patterns or any(match_namespace(NamespaceName(namespace), p) for p in patterns)
+
+
+def _deleting(services: Any, body: kopf.Body, who: report.Requester, dryrun: bool) -> None:
+    """Write the deleter on the object (signed, bound to its UID), then record the request."""
+    if dryrun:
+        return
+    meta = body.get("metadata", {})
+    plural = PLURALS.get(str(body.get("kind")))
+    signer = services.reporter.signer
+    if plural and signer is not None and meta.get("uid"):
+        value = report.deleter_annotation(signer, str(meta["uid"]), who)
+        if (meta.get("annotations") or {}).get(report.DELETED_BY) == value:
+            # The API server asks again when the object changed under its DELETE (our own annotation
+            # did): the same deleter, already written and recorded.
+            return
+        services.kube.annotate(plural, str(meta["namespace"]), str(meta["name"]), {report.DELETED_BY: value})
+    _record(services, body, ACTIONS["DELETE"], who, [])
+
+
+def _record(services: Any, body: kopf.Body, action: str, who: report.Requester, violations: list[str]) -> None:
+    meta = body.get("metadata", {})
+    spec = body.get("spec", {})
+    annotations = meta.get("annotations") or {}
+    verb = action.split("-", maxsplit=1)[0]
+    message = f"{verb} refused ({'; '.join(violations)})" if violations else f"{verb} requested"
+    services.reporter.notify(
+        report.Record(
+            kind=str(body.get("kind", "")),
+            namespace=str(meta.get("namespace", "")),
+            name=str(meta.get("name", "")),
+            uid=str(meta.get("uid", "")),
+            action=action,
+            reason="PolicyViolation" if violations else "Admission",
+            message=f"{message} by {who.username}",
+            warning=bool(violations),
+            source=(body.get("status") or {}).get("source"),
+            target=(spec.get("target") or {}).get("identifier")
+            or spec.get("identifier")
+            or spec.get("identifierPrefix"),
+            requester=who.username,
+            requester_groups=who.groups,
+            requester_verified=who.verified,
+            annotations={k: str(v) for k, v in annotations.items() if k.startswith(f"{GROUP}/")},
         )
-    except Exception:  # an audit failure must never turn into a rejected request
-        log.exception("recording an admission request failed")
+    )
 
 
-for _plural in PLURALS:
-    kopf.on.mutate(
-        GROUP,
-        VERSION,
-        _plural,
-        id=f"requester.{_plural}",
-        operations=["CREATE", "UPDATE"],
-        persistent=True,
-        ignore_failures=False,
-    )(stamp)  # type: ignore[arg-type]
+for _kind, _plural in PLURALS.items():
     kopf.on.validate(
         GROUP,
         VERSION,
         _plural,
-        id=f"audit.{_plural}",
+        id=f"validate.{_plural}",
         operations=["CREATE", "UPDATE", "DELETE"],
         side_effects=True,
         ignore_failures=True,
-    )(record)  # type: ignore[arg-type]
+    )(review)  # type: ignore[arg-type]
 
 
-# --- the HTTPS server ----------------------------------------------------------------------------
+# --- the configuration, kept by the operator (not kopf: kopf's has no matchConditions) ---------------------
 
 
-def self_signed(directory: pathlib.Path, hostnames: list[str]) -> tuple[pathlib.Path, pathlib.Path]:
-    """A self-signed serving certificate (also its own CA bundle) for the given names and IPs."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    sans: list[x509.GeneralName] = []
-    for name in dict.fromkeys(h for h in hostnames if h):
-        try:
-            sans.append(x509.IPAddress(ipaddress.ip_address(name)))
-        except ValueError:
-            sans.append(x509.DNSName(name))
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "dbops-webhook")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=365))
-        .add_extension(x509.SubjectAlternativeName(sans), critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    directory.mkdir(parents=True, exist_ok=True)
-    certfile, keyfile = directory / "tls.crt", directory / "tls.key"
-    certfile.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    keyfile.touch(mode=0o600)
-    keyfile.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
-    return certfile, keyfile
+def configuration(client: dict[str, Any], ca_bundle: bytes) -> dict[str, Any]:
+    """The ValidatingWebhookConfiguration: one webhook per kind, unable to block anyone (module docstring)."""
+    bundle = base64.b64encode(ca_bundle).decode()
+    hooks = []
+    for plural in PLURALS.values():
+        path = f"/validate.{plural}"
+        ref = {"url": client["url"] + path} if "url" in client else {"service": {**client["service"], "path": path}}
+        hooks.append(
+            {
+                "name": f"{plural}.{GROUP}",
+                "clientConfig": {**ref, "caBundle": bundle},
+                "rules": [
+                    {
+                        "apiGroups": [GROUP],
+                        "apiVersions": [VERSION],
+                        "resources": [plural],
+                        "operations": ["CREATE", "UPDATE", "DELETE"],
+                        "scope": "Namespaced",
+                    }
+                ],
+                "failurePolicy": "Ignore",
+                "sideEffects": "NoneOnDryRun",
+                "timeoutSeconds": 5,
+                "matchPolicy": "Equivalent",
+                "admissionReviewVersions": ["v1"],
+                "namespaceSelector": {
+                    "matchExpressions": [
+                        {"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": ["kube-system"]}
+                    ]
+                },
+                "matchConditions": [{"name": "a-user-asks-for-a-change", "expression": USER_CHANGE}],
+            }
+        )
+    return {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingWebhookConfiguration",
+        "metadata": {"name": CONFIGURATION, "labels": {"app.kubernetes.io/name": "dbops"}},
+        "webhooks": hooks,
+    }
 
 
-class ServiceWebhookServer(kopf.WebhookServer):
-    """kopf's server, but the webhook configurations point at a Service (in-cluster) instead of a URL."""
-
-    def __init__(self, *, service: tuple[str, str, int], **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.service = service
-
-    async def __call__(self, fn: Any) -> AsyncIterator[Any]:
-        namespace, name, port = self.service
-        async for config in super().__call__(fn):
-            ref: dict[str, Any] = {"service": {"namespace": namespace, "name": name, "port": port, "path": ""}}
-            if config.get("caBundle"):
-                ref["caBundle"] = config["caBundle"]
-            yield ref
+def client_config(cfg: settings.Settings) -> dict[str, Any]:
+    """How the API server reaches the webhook: a Service (in-cluster), or a URL (a host: tests, dev)."""
+    if cfg.webhook_service:
+        namespace, name, port = _service(cfg.webhook_service)
+        return {"service": {"namespace": namespace, "name": name, "port": port}}
+    return {"url": f"https://{cfg.webhook_host or '127.0.0.1'}:{cfg.webhook_port}"}
 
 
 def _service(text: str) -> tuple[str, str, int]:
@@ -201,39 +277,82 @@ def _service(text: str) -> tuple[str, str, int]:
     return namespace, name, int(port or 443)
 
 
-def server(cfg: settings.Settings) -> kopf.WebhookServer:
-    """The admission server from the settings: a mounted certificate, else a self-signed one."""
-    certfile, keyfile = cfg.webhook_certfile, cfg.webhook_keyfile
-    service = _service(cfg.webhook_service) if cfg.webhook_service else None
-    if not (certfile and keyfile):
-        names = [cfg.webhook_host or "", cfg.webhook_addr, "127.0.0.1", "localhost"]
-        if service:
-            ns, name, _ = service
-            names += [f"{name}.{ns}.svc", f"{name}.{ns}.svc.cluster.local"]
-        names = [n for n in names if n not in ("0.0.0.0", "::")]  # noqa: S104 - filters the wildcard out; binds nothing
+def secret_ref(cfg: settings.Settings) -> tuple[str, str]:
+    """Where the keys Secret is: DBOPS_WEBHOOK_SECRET, else the pod's own namespace."""
+    if cfg.webhook_secret:
+        namespace, _, name = cfg.webhook_secret.partition("/")
+        return namespace, name or "dbops-webhook"
+    own = SERVICE_ACCOUNT_NAMESPACE.read_text().strip() if SERVICE_ACCOUNT_NAMESPACE.exists() else "dbops-system"
+    return own, "dbops-webhook"
+
+
+def hostnames(cfg: settings.Settings) -> list[str]:
+    names = [cfg.webhook_host or "", "127.0.0.1", "localhost"]
+    if cfg.webhook_service:
+        ns, name, _ = _service(cfg.webhook_service)
+        names += [f"{name}.{ns}.svc", f"{name}.{ns}.svc.cluster.local"]
+    return names
+
+
+def server(cfg: settings.Settings, keys: keys_mod.Keys) -> tuple[kopf.WebhookServer, bytes]:
+    """The HTTPS server, and the CA bundle the API server must trust for it: a mounted certificate
+    (cert-manager), else the replicas' shared one from the keys Secret."""
+    if cfg.webhook_certfile and cfg.webhook_keyfile:
+        certfile, keyfile = cfg.webhook_certfile, cfg.webhook_keyfile
+        bundle = pathlib.Path(cfg.webhook_cafile or certfile).read_bytes()
+    else:
         directory = pathlib.Path(tempfile.mkdtemp(prefix="dbops-webhook-"))
-        generated = self_signed(directory, names)
-        certfile, keyfile = str(generated[0]), str(generated[1])
-    options: dict[str, Any] = {
-        "addr": cfg.webhook_addr,
-        "port": cfg.webhook_port,
-        "host": cfg.webhook_host,
-        "certfile": certfile,
-        "pkeyfile": keyfile,
-        "cafile": cfg.webhook_cafile,
-    }
-    if service:
-        return ServiceWebhookServer(service=service, **options)
-    return kopf.WebhookServer(**options)
+        (directory / "tls.crt").write_bytes(keys.cert_pem)
+        (directory / "tls.key").touch(mode=0o600)
+        (directory / "tls.key").write_bytes(keys.key_pem)
+        certfile, keyfile, bundle = str(directory / "tls.crt"), str(directory / "tls.key"), keys.ca_bundle
+    verify: dict[str, Any] = {}
+    if cfg.webhook_client_ca:  # only the API server's client certificate gets through the handshake
+        verify = {"verify_mode": ssl.CERT_REQUIRED, "verify_cafile": cfg.webhook_client_ca}
+    hook = kopf.WebhookServer(
+        addr=cfg.webhook_addr,
+        port=cfg.webhook_port,
+        host=cfg.webhook_host,
+        certfile=certfile,
+        pkeyfile=keyfile,
+        cadata=bundle,
+        **verify,
+    )
+    return hook, bundle
 
 
 @kopf.on.startup()
-def configure_admission(settings: kopf.OperatorSettings, **_: Any) -> None:
-    cfg = _settings()
-    settings.admission.server = server(cfg)
-    settings.admission.managed = GROUP
-    log.info("admission webhooks on %s:%d (configurations managed as %s)", cfg.webhook_addr, cfg.webhook_port, GROUP)
+async def configure_admission(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    services = memo.get("services")
+    if services is None:  # dbops.app's startup builds them first
+        raise kopf.TemporaryError("waiting for the operator's services", delay=1)
+    cfg = services.settings
+    namespace, name = secret_ref(cfg)
+    keys = await asyncio.to_thread(keys_mod.load_or_create, services.kube, namespace, name, hostnames(cfg))
+    services.reporter.signer = keys
+    settings.admission.server, bundle = server(cfg, keys)
+    settings.admission.managed = None  # kept below, with matchConditions kopf's would not write
+    await asyncio.to_thread(services.kube.put_webhook_configuration, configuration(client_config(cfg), bundle))
+    await asyncio.to_thread(services.kube.empty_mutating_webhooks, CONFIGURATION)
+    # Ready (the Service sends this replica reviews) only once the server listens: kopf starts it after
+    # the startup handlers.
+    asyncio.get_running_loop().create_task(_ready_when_listening(services.health, cfg))
+    log.info(
+        "admission webhook on %s:%d (ValidatingWebhookConfiguration %s)",
+        cfg.webhook_addr,
+        cfg.webhook_port,
+        CONFIGURATION,
+    )
 
 
-def _settings() -> settings.Settings:
-    return settings.get()
+async def _ready_when_listening(health: Any, cfg: settings.Settings) -> None:
+    host = "127.0.0.1" if cfg.webhook_addr in ("0.0.0.0", "::", "") else cfg.webhook_addr  # noqa: S104 - compares
+    while True:
+        try:
+            _, writer = await asyncio.open_connection(host, cfg.webhook_port)
+        except OSError:
+            await asyncio.sleep(0.2)
+            continue
+        writer.close()
+        health.ready.set()
+        return

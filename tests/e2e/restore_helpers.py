@@ -19,6 +19,15 @@ def dbrestore(
     }
 
 
+def dbattach(name: str, namespace: str, cluster: dict[str, Any], **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "dbops.dev/v1alpha1",
+        "kind": "DBAttach",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"cluster": cluster, **spec},
+    }
+
+
 def phase_is(*phases: str):
     return lambda obj: (obj.get("status") or {}).get("phase") in phases
 

@@ -7,19 +7,10 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.restore_helpers import dbrestore, tags
+from tests.e2e.restore_helpers import dbattach, dbrestore, tags
 from tests.support.fakeaws_fixture import FakeAWS, seed_cluster, seed_instance
 from tests.support.kube import Cluster, Watch
 from tests.support.operator import Operator
-
-
-def dbattach(name: str, namespace: str, cluster: dict[str, Any], **spec: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": "dbops.dev/v1alpha1",
-        "kind": "DBAttach",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": {"cluster": cluster, **spec},
-    }
 
 
 def wait_attach(

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from dbops import crdgen
-from dbops.models import RESOURCES, DBAttachSpec, DBRestoreScheduleSpec, DBRestoreSpec, Resource
+from dbops.models import RESOURCES, DBAttachSpec, DBPolicySpec, DBRestoreScheduleSpec, DBRestoreSpec, Resource
 from tests.support.kube import ROOT, Cluster
 
 
@@ -161,6 +161,9 @@ def test_there_is_an_example_for_each_use() -> None:
     kinds = [doc["kind"] for p in EXAMPLES for doc in yaml.safe_load_all(p.read_text())]
     assert kinds.count("DBRestore") >= 7 and kinds.count("DBAttach") >= 3, kinds
     assert kinds.count("DBRestoreSchedule") >= 1, kinds
+    assert kinds.count("DBPolicy") >= 3 and all(
+        p.stem.startswith("policy-") for p in EXAMPLES if "DBPolicy" in p.read_text()
+    )
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=[p.stem for p in EXAMPLES])
@@ -169,9 +172,14 @@ def test_example_is_admitted_by_the_api_server_and_parsed_by_the_models(
 ) -> None:
     """Every example passes the CRD schema and CEL rules as served, and the operator's own models."""
     docs = list(yaml.safe_load_all(path.read_text()))
-    models = {"DBRestore": DBRestoreSpec, "DBAttach": DBAttachSpec, "DBRestoreSchedule": DBRestoreScheduleSpec}
+    models = {
+        "DBRestore": DBRestoreSpec,
+        "DBAttach": DBAttachSpec,
+        "DBRestoreSchedule": DBRestoreScheduleSpec,
+        "DBPolicy": DBPolicySpec,
+    }
     ours = [d for d in docs if d["kind"] in models]
-    assert len(ours) == 1, f"{path.name}: one DBRestore, DBAttach or DBRestoreSchedule per example"
+    assert len(ours) == 1, f"{path.name}: one DBRestore, DBAttach, DBRestoreSchedule or DBPolicy per example"
     models[ours[0]["kind"]].model_validate(ours[0]["spec"])
     proc = cluster.kubectl("apply", "--dry-run=server", "-n", own_namespace, "-f", str(path), check=False)
     assert proc.returncode == 0, proc.stderr

@@ -197,7 +197,26 @@ def test_rbac_is_least_privilege(cluster: Cluster) -> None:
     reader = one(docs, "ClusterRole", "dbops-secret-reader")
     assert reader["rules"] == [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}]
     # Nothing binds the secret reader by default: a team opts in with a RoleBinding in its namespace.
-    assert not [d for d in docs if d["kind"].endswith("Binding") and d["roleRef"]["name"] == "dbops-secret-reader"]
+    bindings = [d for d in docs if d["kind"] in ("RoleBinding", "ClusterRoleBinding")]
+    assert not [d for d in bindings if d["roleRef"]["name"] == "dbops-secret-reader"]
+    # Policies: read and their status written, never changed; the only Secret is its own keys, in its own
+    # namespace (created once, then only that one read and renewed).
+    assert {v for g, r, v in granted if r == "dbpolicies"} == {"get", "list", "watch"}
+    assert {v for g, r, v in granted if r == "dbpolicies/status"} == {"patch"}
+    keys = one(docs, "Role", "dbops-keys")
+    assert keys["metadata"]["namespace"] == NAMESPACE
+    assert keys["rules"] == [
+        {"apiGroups": [""], "resources": ["secrets"], "verbs": ["create"]},
+        {"apiGroups": [""], "resources": ["secrets"], "resourceNames": ["dbops-webhook"], "verbs": ["get", "update"]},
+    ]
+    assert one(docs, "RoleBinding", "dbops-keys")["subjects"] == binding["subjects"]
+    # Users: editing a namespace never gives DBPolicies; only dbops-policy-admin writes them, bound by nobody.
+    edit = one(docs, "ClusterRole", "dbops-edit")
+    assert "dbpolicies" not in json.dumps(edit["rules"])
+    assert "aggregate-to" not in json.dumps(
+        one(docs, "ClusterRole", "dbops-policy-admin")["metadata"].get("labels", {})
+    )
+    assert not [d for d in bindings if d["roleRef"]["name"] == "dbops-policy-admin"]
     # Connection details (spec.connection): written only where a namespace binds the writer, never listed.
     writer = one(docs, "ClusterRole", "dbops-connection-writer")
     assert writer["rules"] == [

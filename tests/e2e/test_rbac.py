@@ -3,14 +3,17 @@
 One operator runs with a real token of dbops-system/dbops (TokenRequest API) and nothing but the rules of
 manifests/base, and gets its AWS credentials the way the GKE/AKS overlays give them: a projected token
 for the audience sts.amazonaws.com exchanged through AssumeRoleWithWebIdentity, with no access keys in
-its environment. It must do a full restore; it must be refused Secrets in a namespace that did not opt
-in (the DBRestore says SecretNotReadable), and read them where the namespace bound dbops-secret-reader.
+its environment. It enforces DBPolicies (the shipped default) and serves its validating webhook, keeping
+the webhook's configuration and its keys Secret in dbops-system itself. It must do a full restore; it
+must be refused Secrets in a namespace that did not opt in (the DBRestore says SecretNotReadable), and
+read them where the namespace bound dbops-secret-reader.
 """
 
 from __future__ import annotations
 
 import pathlib
 import re
+from collections.abc import Callable
 from typing import Any
 
 import yaml
@@ -58,10 +61,17 @@ def password_condition(obj: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def test_shipped_service_account_restores_and_is_denied_what_it_does_not_need(
-    cluster: Cluster, own_operator: Operator, fake_aws: FakeAWS, own_namespace: str, tmp_path: pathlib.Path
+    cluster: Cluster,
+    own_operator: Operator,
+    fake_aws: FakeAWS,
+    own_namespace: str,
+    tmp_path: pathlib.Path,
+    admission_webhook: dict[str, str],
+    policies: Callable[..., str],
 ) -> None:
     install_shipped_rbac(cluster)
     opted_in = cluster.create_namespace("own")
+    policy = policies(f"rbac-{own_namespace}", namespaces=[own_namespace, opted_in])
     cluster.kubectl(
         "create",
         "rolebinding",
@@ -100,6 +110,17 @@ def test_shipped_service_account_restores_and_is_denied_what_it_does_not_need(
     assert not can_i(cluster, sa_config, "create", "leases.coordination.k8s.io", "-n", own_namespace)
     assert not can_i(cluster, sa_config, "patch", "validatingwebhookconfigurations/someone-elses")
     assert can_i(cluster, sa_config, "patch", "validatingwebhookconfigurations/dbops.dev")
+    assert can_i(cluster, sa_config, "watch", "dbpolicies.dbops.dev")
+    assert can_i(cluster, sa_config, "patch", "dbpolicies.dbops.dev", "--subresource=status")
+    assert not can_i(cluster, sa_config, "create", "dbpolicies.dbops.dev")
+    assert not can_i(cluster, sa_config, "patch", "dbpolicies.dbops.dev")
+    assert can_i(cluster, sa_config, "get", "mutatingadmissionpolicies/dbops-requested-by")
+    assert not can_i(cluster, sa_config, "get", "mutatingadmissionpolicies/someone-elses")
+    # Its own keys Secret, in its own namespace only.
+    assert can_i(cluster, sa_config, "get", "secrets/dbops-webhook", "-n", NAMESPACE)
+    assert can_i(cluster, sa_config, "create", "secrets", "-n", NAMESPACE)
+    assert not can_i(cluster, sa_config, "get", "secrets/other", "-n", NAMESPACE)
+    assert not can_i(cluster, sa_config, "create", "secrets", "-n", own_namespace)
     # And the API server refuses the real request, not only the question.
     denied = cluster.kubectl("get", "secret", "db-password", "-n", own_namespace, kubeconfig=sa_config, check=False)
     assert denied.returncode != 0 and "forbidden" in denied.stderr.lower(), denied.stderr
@@ -112,6 +133,10 @@ def test_shipped_service_account_restores_and_is_denied_what_it_does_not_need(
     own_operator.env.update(web_identity_env(cluster, token_file))
     own_operator.env["KUBECONFIG"] = str(sa_config)
     own_operator.env["DBOPS_NAMESPACE"] = f"{own_namespace},{opted_in}"
+    # As shipped: policies enforced, the webhook served with its keys in dbops-system.
+    own_operator.env.update(
+        admission_webhook, DBOPS_POLICY="enforce", DBOPS_WEBHOOK_SECRET=f"{NAMESPACE}/dbops-webhook"
+    )
 
     rds = fake_aws.client("rds")
     src = seed_instance(rds, "orders")
@@ -145,7 +170,16 @@ def test_shipped_service_account_restores_and_is_denied_what_it_does_not_need(
     )
     assert password_condition(allowed)["reason"] == "PasswordSet"  # type: ignore[index]
     assert fake_aws.calls().get("ModifyDBInstance") == 1  # only the opted-in namespace's database
-    # The operator did its bookkeeping (finalizer, status, events) with these rules alone.
+    # The operator did its bookkeeping (finalizer, status, events, the policy's status, the webhook's
+    # configuration and keys) with these rules alone.
     log = own_operator.tail(200_000)
-    assert "Not enough permissions" not in log and "APIForbiddenError" not in log, log[-4000:]
+    for refusal in ("Not enough permissions", "APIForbiddenError", "403 Forbidden", "not written:"):
+        assert refusal not in log, log[-4000:]
     assert "Restoring" in [e["reason"] for e in cluster.events(opted_in, "r")]
+    status = cluster.wait_for(
+        "dbpolicy", policy, "default", lambda o: (o.get("status") or {}).get("namespaceCount") == 2, what="status"
+    )["status"]
+    assert status["namespaces"] == sorted([own_namespace, opted_in]) and status["observedGeneration"] == 1
+    assert cluster.kubectl("get", "secret", "dbops-webhook", "-n", NAMESPACE).returncode == 0
+    configured = cluster.kubectl("get", "validatingwebhookconfiguration", "dbops.dev", "-o", "name").stdout.strip()
+    assert configured.endswith("/dbops.dev")

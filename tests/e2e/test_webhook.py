@@ -1,18 +1,26 @@
-"""Who asked: the real API server calls the operator's admission webhook (kopf's, TLS, URL mode), and
-the audit trail names the requester of every create, update and delete, for two different users. Also
-the read path, `python -m dbops audit`, and its filters."""
+"""Who asked: the API server stamps the requester (MutatingAdmissionPolicy) and calls the operator's
+validating webhook (TLS, URL mode, presenting its client certificate), and the audit trail names the
+requester of every create, update and delete, for two different users. Forged reviews cannot reach an
+authenticated webhook, and what an unauthenticated one is told is shown unverified; the deleter is kept
+on the object across restarts; every replica serves the same certificate. Also the read path,
+`python -m dbops audit`, and its filters."""
 
 from __future__ import annotations
 
+import base64
 import json
+import ssl
 import subprocess
 import sys
 from typing import Any
 
+import pytest
+import requests
+
 from tests.e2e.obs_helpers import audit_rows, eventually, grant
 from tests.e2e.restore_helpers import dbrestore, wait_phase
 from tests.support.fakeaws_fixture import FakeAWS, seed_cluster, seed_instance
-from tests.support.kube import ROOT, Cluster
+from tests.support.kube import ROOT, Cluster, free_port
 from tests.support.operator import Operator
 
 REQUESTED_BY = "dbops.dev/requested-by"
@@ -167,3 +175,173 @@ def test_the_audit_trail_names_who_created_updated_and_deleted(
     assert len(body) == len([r for r in by_alice if r["namespace"] == own_namespace])
     assert all(cols[1] == own_namespace and cols[6] == "alice" for cols in body)
     assert any(cols[2:5] == ["w1", "DBRestore", "create-requested"] for cols in body)
+
+
+# --- who asked must be true -------------------------------------------------------------------------------
+
+
+def review(obj: dict[str, Any], operation: str, username: str) -> dict[str, Any]:
+    """An AdmissionReview as the API server would send it, for anyone to forge."""
+    return {
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": "forged-0001",
+            "kind": {"group": "dbops.dev", "version": "v1alpha1", "kind": obj["kind"]},
+            "resource": {"group": "dbops.dev", "version": "v1alpha1", "resource": "dbrestores"},
+            "operation": operation,
+            "userInfo": {"username": username, "groups": ["system:masters"]},
+            "namespace": obj["metadata"]["namespace"],
+            "name": obj["metadata"]["name"],
+            "object": None if operation == "DELETE" else obj,
+            "oldObject": obj if operation == "DELETE" else None,
+            "dryRun": False,
+        },
+    }
+
+
+def forge(port: str, body: dict[str, Any]) -> requests.Response:
+    return requests.post(f"https://127.0.0.1:{port}/validate.dbrestores", json=body, verify=False, timeout=10)
+
+
+def test_forged_reviews_cannot_reach_a_webhook_that_authenticates_the_api_server(
+    cluster: Cluster, own_operator: Operator, own_namespace: str, fake_aws: FakeAWS, admission_webhook: dict[str, str]
+) -> None:
+    src = seed_instance(fake_aws.client("rds"), "auth-src")
+    grant(cluster, own_namespace, "alice")
+    own_operator.env.update(admission_webhook, DBOPS_AUDIT_RETRY_INTERVAL="1")
+    own_operator.start()
+    cluster.apply(dbrestore("real", own_namespace, {"dbSnapshot": src.snapshot_identifier}, "auth-copy"), user="alice")
+    real = cluster.get("dbrestore", "real", own_namespace)
+    with pytest.raises(requests.exceptions.RequestException):  # no client certificate: no TLS handshake
+        forge(admission_webhook["DBOPS_WEBHOOK_PORT"], review(real, "DELETE", "mallory"))
+    url = f"sqlite:///{own_operator.workdir / 'audit.db'}"
+    rows = eventually(lambda: audit_rows(url, "-n", own_namespace) or None, what="the create's records")
+    assert who(rows, "real", "create-requested") == ["alice"] and rows[0]["requester_verified"] is True
+    assert "mallory" not in json.dumps(rows) and report_annotation(cluster, "real", own_namespace) is None
+
+
+def report_annotation(cluster: Cluster, name: str, namespace: str) -> str | None:
+    annotations = cluster.get("dbrestore", name, namespace)["metadata"].get("annotations") or {}
+    value = annotations.get("dbops.dev/deleted-by")
+    return None if value is None else str(value)
+
+
+def test_without_client_authentication_what_the_webhook_is_told_is_unverified(
+    cluster: Cluster, own_operator: Operator, own_namespace: str, fake_aws: FakeAWS, admission_webhook: dict[str, str]
+) -> None:
+    """Anyone who reaches the port may forge a review: its records, and the deleter it writes, say so."""
+    src = seed_instance(fake_aws.client("rds"), "open-src")
+    grant(cluster, own_namespace, "alice", "bob")
+    unauthenticated = {k: v for k, v in admission_webhook.items() if k != "DBOPS_WEBHOOK_CLIENT_CA"}
+    own_operator.env.update(unauthenticated, DBOPS_AUDIT_RETRY_INTERVAL="1")
+    own_operator.start()
+    cluster.apply(
+        dbrestore("target", own_namespace, {"dbSnapshot": src.snapshot_identifier}, "open-copy"), user="alice"
+    )
+    wait_phase(cluster, "target", own_namespace, "Available", timeout=60)
+    real = cluster.get("dbrestore", "target", own_namespace)
+
+    answer = forge(unauthenticated["DBOPS_WEBHOOK_PORT"], review(real, "DELETE", "mallory"))
+    assert answer.ok and answer.json()["response"]["allowed"] is True
+    forged = json.loads(report_annotation(cluster, "target", own_namespace) or "{}")
+    assert forged["username"] == "mallory" and forged["verified"] is False  # signed as told: unverified
+    cluster.kubectl("delete", "dbrestore", "target", "-n", own_namespace, "--wait=false", user="bob")
+    url = f"sqlite:///{own_operator.workdir / 'audit.db'}"
+    rows = eventually(
+        lambda: (r := audit_rows(url, "-n", own_namespace)) and who(r, "target", "deleted") and r,
+        timeout=60,
+        what="the deletion records",
+    )
+    told = {(r["action"], r["requester"], r["requester_verified"]) for r in rows if r["name"] == "target"}
+    assert ("delete-requested", "mallory", False) in told and ("delete-requested", "bob", False) in told
+    assert ("deleted", "bob", False) in told  # the API server's own review came last: bob, but unproven
+    assert ("requested", "alice", True) in told  # stamped by the API server (MutatingAdmissionPolicy)
+    assert not [r for r in rows if r["requester"] == "mallory" and r["requester_verified"]]
+
+
+def test_the_deleter_is_kept_with_the_object_across_an_operator_restart(
+    cluster: Cluster, own_operator: Operator, own_namespace: str, fake_aws: FakeAWS, admission_webhook: dict[str, str]
+) -> None:
+    src = seed_instance(fake_aws.client("rds"), "keep-src")
+    fake_aws.configure(delete_seconds=8)
+    grant(cluster, own_namespace, "alice", "bob")
+    own_operator.env.update(admission_webhook, DBOPS_AUDIT_RETRY_INTERVAL="1")
+    own_operator.start()
+    restore = dbrestore(
+        "gone", own_namespace, {"dbSnapshot": src.snapshot_identifier}, "keep-copy", deletionPolicy="Delete"
+    )
+    cluster.apply(restore, user="alice")
+    wait_phase(cluster, "gone", own_namespace, "Available", timeout=60)
+    cluster.kubectl("delete", "dbrestore", "gone", "-n", own_namespace, "--wait=false", user="bob")
+    wait_phase(cluster, "gone", own_namespace, "Deleting", timeout=30)
+    own_operator.kill()  # mid-deletion: whatever it kept in memory is lost
+    own_operator.start()
+    eventually(
+        lambda: cluster.kubectl("get", "dbrestore", "gone", "-n", own_namespace, check=False).returncode != 0,
+        timeout=60,
+        what="the deletion finished after the restart",
+    )
+    url = f"sqlite:///{own_operator.workdir / 'audit.db'}"
+    rows = eventually(
+        lambda: (r := audit_rows(url, "-n", own_namespace)) and who(r, "gone", "deleted") and r, timeout=30
+    )
+    deleted = [r for r in rows if r["name"] == "gone" and r["action"] == "deleted"]
+    assert [(r["requester"], r["requester_verified"]) for r in deleted] == [("bob", True)]
+    assert who(rows, "gone", "delete-requested") == ["bob"] and who(rows, "gone", "requested") == ["alice"]
+
+
+def test_a_deleter_written_by_a_user_is_unverified_and_no_deleter_is_nobody(
+    cluster: Cluster, own_operator: Operator, own_namespace: str, fake_aws: FakeAWS
+) -> None:
+    """No webhook: the operator knows nothing of who deleted, and says so rather than naming the creator."""
+    src = seed_instance(fake_aws.client("rds"), "hand-src")
+    grant(cluster, own_namespace, "alice")
+    own_operator.env["DBOPS_AUDIT_RETRY_INTERVAL"] = "1"
+    own_operator.start()
+    for name in ("claimed", "unknown"):
+        cluster.apply(
+            dbrestore(name, own_namespace, {"dbSnapshot": src.snapshot_identifier}, f"hand-{name}"), user="alice"
+        )
+        wait_phase(cluster, name, own_namespace, "Available", timeout=60)
+    claim = json.dumps(
+        {"metadata": {"annotations": {"dbops.dev/deleted-by": json.dumps({"username": "bob", "sig": "0" * 64})}}}
+    )
+    cluster.kubectl("patch", "dbrestore", "claimed", "-n", own_namespace, "--type=merge", "-p", claim, user="alice")
+    for name in ("claimed", "unknown"):
+        cluster.kubectl("delete", "dbrestore", name, "-n", own_namespace, user="alice")
+    url = f"sqlite:///{own_operator.workdir / 'audit.db'}"
+    rows = eventually(
+        lambda: (
+            (r := audit_rows(url, "-n", own_namespace)) and len([x for x in r if x["action"] == "deleted"]) == 2 and r
+        )
+    )
+    deleted = {r["name"]: (r["requester"], r["requester_verified"]) for r in rows if r["action"] == "deleted"}
+    assert deleted == {"claimed": ("bob", False), "unknown": (None, None)}
+
+
+def test_every_replica_serves_the_same_certificate(
+    cluster: Cluster, own_operator: Operator, own_namespace: str, admission_webhook: dict[str, str], tmp_path: Any
+) -> None:
+    """Two replicas: the keys Secret is made once, by the first; both serve its certificate, which is
+    what the configuration's caBundle trusts, whichever of them the API server reaches."""
+    plain = {k: v for k, v in admission_webhook.items() if k != "DBOPS_WEBHOOK_CLIENT_CA"}  # to read the certs
+    own_operator.env.update(plain)
+    own_operator.start()
+    secret = cluster.get("secret", "dbops-webhook", own_namespace)
+    second_port = str(free_port())
+    second = Operator(
+        tmp_path / "second", {**own_operator.env, "DBOPS_WEBHOOK_PORT": second_port, "DBOPS_NAMESPACE": "nothing-here"}
+    )
+    (tmp_path / "second").mkdir()
+    with second.start():
+        served = {ssl.get_server_certificate(("127.0.0.1", int(p))) for p in (plain["DBOPS_WEBHOOK_PORT"], second_port)}
+        assert len(served) == 1
+        again = cluster.get("secret", "dbops-webhook", own_namespace)
+        assert again["metadata"]["resourceVersion"] == secret["metadata"]["resourceVersion"]  # read, not remade
+        logs = own_operator.tail(10**6) + second.tail(10**6)
+        assert logs.count("created the keys Secret") == 1
+    cert = base64.b64decode(secret["data"]["tls.crt"]).decode()
+    assert served == {cert}
+    config = json.loads(cluster.kubectl("get", "validatingwebhookconfiguration", "dbops.dev", "-o", "json").stdout)
+    assert {base64.b64decode(h["clientConfig"]["caBundle"]).decode() for h in config["webhooks"]} == {cert}

@@ -7,7 +7,9 @@ It is moto's server, served over real HTTP (the operator only knows ``AWS_ENDPOI
   with ``delete_seconds > 0`` deleted ones linger as "deleting" before they disappear;
 * fault injection: the next N calls of an AWS action fail with a given HTTP status and error code;
 * delays: the next N calls of an action are carried out, and answered only after some seconds;
-* call counting by action name (injected failures included);
+* call counting by action name (injected failures included), and who signed each call: the access key id
+  of its SigV4 Authorization header, and for keys from STS AssumeRole, the role, ExternalId, session name
+  and session tags they were issued for (moto keeps no session tags);
 * ``age``: a DB instance's or cluster's creation time moved into the past (its clock, for ttls);
 * ``restores``: where a snapshot's data lives: an instance or cluster restored from snapshot X answers at
   the address and port given for X (a real local database loaded with the data "in the snapshot", which
@@ -23,6 +25,7 @@ import argparse
 import io
 import json
 import os
+import re
 import sys
 import threading
 import time
@@ -64,6 +67,8 @@ class State:
         self.lingering: list[tuple[float, dict[str, Any], str, Any]] = []
         # Snapshot identifier -> {"address", "port", "create_seconds"} of what is restored from it.
         self.restores: dict[str, dict[str, Any]] = {}
+        self.signed: list[dict[str, str]] = []  # {"action", "access_key"} per call, in order
+        self.sessions: dict[str, dict[str, Any]] = {}  # access key id -> what AssumeRole was asked
 
     def reset(self) -> None:
         with self.lock:
@@ -73,6 +78,8 @@ class State:
             self.calls.clear()
             self.lingering.clear()
             self.restores.clear()
+            self.signed.clear()
+            self.sessions.clear()
 
     def take_fault(self, action: str, table: dict[str, deque[Fault]] | None = None) -> Fault | None:
         with self.lock:
@@ -264,6 +271,31 @@ def aws_action(environ: dict[str, Any]) -> tuple[str, bool]:
     return f"{environ.get('REQUEST_METHOD', 'GET')} {environ.get('PATH_INFO', '/')}", False
 
 
+_CREDENTIAL = re.compile(r"Credential=([^/,\s]+)/")
+_ACCESS_KEY = re.compile(rb"<AccessKeyId>([^<]+)</AccessKeyId>")
+
+
+def signer(environ: dict[str, Any]) -> str:
+    """The access key id a request was signed with (SigV4), or "" for an unsigned one."""
+    found = _CREDENTIAL.search(environ.get("HTTP_AUTHORIZATION", ""))
+    return found.group(1) if found else ""
+
+
+def assumed(environ: dict[str, Any], body: bytes) -> tuple[str, dict[str, Any]] | None:
+    """(access key id, the role, ExternalId, session name and tags asked) of an AssumeRole answer."""
+    key = _ACCESS_KEY.search(body)
+    if key is None:
+        return None
+    form = {k: v[0] for k, v in parse_qs(environ["wsgi.input"].getvalue().decode()).items()}
+    tags = {
+        form[f"Tags.member.{n}.Key"]: form.get(f"Tags.member.{n}.Value", "")
+        for n in range(1, 51)
+        if f"Tags.member.{n}.Key" in form
+    }
+    asked = {"role_arn": form.get("RoleArn"), "external_id": form.get("ExternalId"), "tags": tags}
+    return key.group(1).decode(), {**asked, "session_name": form.get("RoleSessionName")}
+
+
 def error_response(fault: Fault, json_protocol: bool) -> tuple[str, list[tuple[str, str]], bytes]:
     """An AWS error as botocore parses it, so its retry logic treats it as it would AWS's."""
     request_id = str(uuid.uuid4())
@@ -304,6 +336,7 @@ class FakeAWSApp:
         self.state.purge_deleted()
         with self.state.lock:
             self.state.calls[action] += 1
+            self.state.signed.append({"action": action, "access_key": signer(environ)})
         fault = self.state.take_fault(action)
         if fault is not None:
             status, headers, body = error_response(fault, json_protocol)
@@ -314,6 +347,11 @@ class FakeAWSApp:
         # requests reach moto one at a time, bodies produced inside the lock.
         with self.state.moto_lock:
             body = list(self.moto_app(environ, start_response))
+        if action == "AssumeRole" and isinstance(environ.get("wsgi.input"), io.BytesIO):
+            session = assumed(environ, b"".join(body))
+            if session is not None:
+                with self.state.lock:
+                    self.state.sessions[session[0]] = session[1]
         delay = self.state.take_fault(action, self.state.delays)
         if delay is not None:  # done in AWS, answered late: what a client that dies meanwhile never sees
             time.sleep(float(delay.message))
@@ -366,7 +404,11 @@ class FakeAWSApp:
             elif route == "calls" and method == "DELETE":
                 with state.lock:
                     state.calls.clear()
+                    state.signed.clear()
                 result = {"ok": True}
+            elif route == "signed" and method == "GET":
+                with state.lock:
+                    result = {"calls": list(state.signed), "sessions": dict(state.sessions)}
             elif route == "ses-messages" and method == "GET":
                 # What SES "sent" (moto keeps it in the backend), every account and region.
                 from moto.ses.models import ses_backends

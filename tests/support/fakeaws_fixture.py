@@ -45,14 +45,22 @@ class FakeAWS:
             "AWS_DEFAULT_REGION": "us-east-1",
         }
 
-    def client(self, service: str, region: str = "us-east-1", *, config: Config | None = None) -> Any:
+    def client(
+        self, service: str, region: str = "us-east-1", *, config: Config | None = None, account: str | None = None
+    ) -> Any:
+        """A boto3 client of the stand-in; `account`: in that account (moto serves an assumed role's
+        credentials from the role's account), for what a tenant role must find there."""
+        keys: dict[str, str] = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+        if account is not None:
+            role = f"arn:aws:iam::{account}:role/fakeaws-seeder"
+            creds = self.client("sts").assume_role(RoleArn=role, RoleSessionName="seed")["Credentials"]
+            keys = {
+                "aws_access_key_id": creds["AccessKeyId"],
+                "aws_secret_access_key": creds["SecretAccessKey"],
+                "aws_session_token": creds["SessionToken"],
+            }
         return boto3.client(  # type: ignore[call-overload]
-            service,
-            endpoint_url=self.endpoint,
-            region_name=region,
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-            config=config,
+            service, endpoint_url=self.endpoint, region_name=region, config=config, **keys
         )
 
     def _control(self, method: str, route: str, payload: dict[str, Any] | None = None) -> Any:
@@ -101,6 +109,12 @@ class FakeAWS:
 
     def reset_calls(self) -> None:
         self._control("DELETE", "calls")
+
+    def signed(self) -> tuple[list[dict[str, str]], dict[str, dict[str, Any]]]:
+        """Who signed each call since the last reset: [{"action", "access_key"}] in order, and for each
+        access key from AssumeRole, {"role_arn", "external_id", "session_name", "tags"}."""
+        result = self._control("GET", "signed")
+        return list(result["calls"]), dict(result["sessions"])
 
     def ses_messages(self) -> list[dict[str, Any]]:
         """E-mails sent through SES: region, source, subject, body, destinations."""
@@ -230,13 +244,16 @@ def _untimed(rds: Any) -> Iterator[None]:
 
 
 def _network(rds: Any, name: str) -> tuple[str, list[str]]:
-    """A VPC with two subnets in two AZs, a DB subnet group over them and a security group."""
+    """A VPC with two subnets in two AZs, a DB subnet group over them and a security group, in the
+    account of the RDS client's credentials (an assumed role's are another account's)."""
+    creds = rds._request_signer._credentials.get_frozen_credentials()
     ec2 = boto3.client(
         "ec2",
         endpoint_url=rds.meta.endpoint_url,
         region_name=rds.meta.region_name,
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
+        aws_access_key_id=creds.access_key,
+        aws_secret_access_key=creds.secret_key,
+        aws_session_token=creds.token,
     )
     vpc_id = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
     subnet_ids = [

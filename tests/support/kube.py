@@ -92,6 +92,9 @@ class Cluster:
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
     # name (etcd, kube-apiserver) -> (argv, log): what `restart` starts again, with the same data.
     commands: dict[str, tuple[list[str], pathlib.Path]] = field(default_factory=dict)
+    # The CA of the client certificate this API server presents to admission webhooks (its admission
+    # configuration): an operator given DBOPS_WEBHOOK_CLIENT_CA=<this> admits only this API server.
+    webhook_client_ca: pathlib.Path | None = None
 
     def process(self, name: str) -> subprocess.Popen[bytes]:
         return self.procs[list(self.commands).index(name)]
@@ -234,6 +237,74 @@ def _service_account_key(workdir: pathlib.Path) -> pathlib.Path:
     return path
 
 
+def _webhook_client_identity(workdir: pathlib.Path) -> tuple[pathlib.Path, pathlib.Path]:
+    """A CA and a client certificate from it that kube-apiserver presents to every admission webhook
+    (AdmissionConfiguration -> kubeConfigFile, user "*"). Returns (the admission config, the CA)."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    now = datetime.datetime.now(datetime.UTC)
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "dbops-test webhook client CA")])
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=2))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    client = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kube-apiserver-webhook-client")]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=2))
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    pem = serialization.Encoding.PEM
+    ca_file = workdir / "webhook-client-ca.crt"
+    ca_file.write_bytes(ca.public_bytes(pem))
+    key_pem = key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    users = [
+        {
+            "name": "*",
+            "user": {
+                "client-certificate-data": base64.b64encode(client.public_bytes(pem)).decode(),
+                "client-key-data": base64.b64encode(key_pem).decode(),
+            },
+        }
+    ]
+    kubeconfig = workdir / "admission-kubeconfig"
+    kubeconfig.write_text(yaml.safe_dump({"apiVersion": "v1", "kind": "Config", "users": users}))
+    plugin = {
+        "apiVersion": "apiserver.config.k8s.io/v1",
+        "kind": "WebhookAdmissionConfiguration",
+        "kubeConfigFile": str(kubeconfig),
+    }
+    admission = workdir / "admission.yaml"
+    admission.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "apiserver.config.k8s.io/v1",
+                "kind": "AdmissionConfiguration",
+                "plugins": [{"name": "ValidatingAdmissionWebhook", "configuration": plugin}],
+            }
+        )
+    )
+    return admission, ca_file
+
+
 def start(workdir: pathlib.Path) -> Cluster:
     """Start etcd and kube-apiserver under workdir; return when /readyz answers ok."""
     binaries = require_binaries()
@@ -243,6 +314,7 @@ def start(workdir: pathlib.Path) -> Cluster:
     token_file = workdir / "tokens.csv"
     token_file.write_text("".join(f'{tokens[u]},{u},uid-{u},"{",".join(g)}"\n' for u, g in STATIC_USERS.items()))
     sa_key = _service_account_key(workdir)
+    admission, webhook_client_ca = _webhook_client_identity(workdir)
     cert_dir = workdir / "certs"
     procs: list[subprocess.Popen[bytes]] = []
     commands: dict[str, tuple[list[str], pathlib.Path]] = {}
@@ -283,6 +355,7 @@ def start(workdir: pathlib.Path) -> Cluster:
             f"--service-account-signing-key-file={sa_key}",
             f"--api-audiences={server}/,sts.amazonaws.com",
             "--endpoint-reconciler-type=none",
+            f"--admission-control-config-file={admission}",
             "--v=1",
         ],
         api_log,
@@ -301,7 +374,7 @@ def start(workdir: pathlib.Path) -> Cluster:
     )
     kubeconfig = workdir / "kubeconfig"
     kubeconfig.write_text(yaml.safe_dump(_kubeconfig(server, ca_file, "admin", tokens["admin"], "default")))
-    return Cluster(workdir, binaries, server, ca_file, tokens, kubeconfig, procs, commands)
+    return Cluster(workdir, binaries, server, ca_file, tokens, kubeconfig, procs, commands, webhook_client_ca)
 
 
 def delete_all(cluster: Cluster, namespace: str, kinds: str, timeout: int = 60) -> None:
@@ -319,8 +392,31 @@ def delete_all(cluster: Cluster, namespace: str, kinds: str, timeout: int = 60) 
 
 
 def install_crds(cluster: Cluster, directory: pathlib.Path = ROOT / "crds") -> None:
+    """The CRDs, and the MutatingAdmissionPolicy that stamps dbops.dev/requested-by, as shipped."""
     cluster.kubectl("apply", "--server-side", "-f", str(directory))
     cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", "-f", str(directory))
+    cluster.kubectl("apply", "--server-side", "-f", str(REQUESTED_BY_POLICY))
+    # The API server takes a policy up a moment after it is stored: wait until a dry run is stamped.
+    probe = json.dumps(
+        {
+            "apiVersion": "dbops.dev/v1alpha1",
+            "kind": "DBRestore",
+            "metadata": {"name": "requested-by-probe", "namespace": "default"},
+            "spec": {"source": {"dbSnapshot": "probe"}, "target": {"identifier": "probe"}},
+        }
+    )
+    _wait(
+        lambda: (
+            "dbops.dev/requested-by"
+            in cluster.kubectl("create", "--dry-run=server", "-o", "json", "-f", "-", input=probe, check=False).stdout
+        ),
+        "the MutatingAdmissionPolicy dbops-requested-by",
+        60,
+        cluster.workdir / "kube-apiserver.log",
+    )
+
+
+REQUESTED_BY_POLICY = ROOT / "manifests" / "base" / "admission-requested-by.yaml"
 
 
 def cluster_session(tmp_root: pathlib.Path) -> Iterator[Cluster]:

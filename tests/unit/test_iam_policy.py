@@ -38,6 +38,9 @@ DEPENDENT_ACTIONS = {
     # RDS creates (and tags) the master user secret in Secrets Manager on the caller's behalf.
     "ManageMasterUserPassword": {"secretsmanager:CreateSecret", "secretsmanager:TagResource"},
 }
+# Actions that another action needs as dbops calls it: AssumeRole always carries session tags (namespace,
+# object, requester), which STS authorizes as sts:TagSession.
+ACTION_DEPENDENT = {"sts:AssumeRole": {"sts:TagSession"}}
 # The client calls on other services: (client, method) calls, not string literals.
 CLIENT_HELPERS = {"client"}
 CALL_SITES = {"call": 1, "paginate": 1, "Call": 0}  # function name -> index of its operation argument
@@ -119,10 +122,13 @@ def derived_actions(sources: dict[str, str]) -> tuple[set[str], list[str]]:
             # rds.client(region, "ses").send_email(...): a method of another service's client.
             if isinstance(node.func, ast.Attribute) and isinstance(node.func.value, ast.Call):
                 _client_method(f"{path}:{node.lineno}", node.func.value, node.func.attr, actions, problems)
-    for param, needs in DEPENDENT_ACTIONS.items():
-        if param in params:
-            actions |= needs
-    return actions, problems
+    return actions | _dependent(actions, params), problems
+
+
+def _dependent(actions: set[str], params: set[str]) -> set[str]:
+    """What the calls found need besides: by a request parameter they pass, or by another action."""
+    needed = {a for param, needs in DEPENDENT_ACTIONS.items() if param in params for a in needs}
+    return needed | {a for action, needs in ACTION_DEPENDENT.items() if action in actions for a in needs}
 
 
 def rendered_policy() -> dict[str, Any]:
@@ -133,6 +139,7 @@ def rendered_policy() -> dict[str, Any]:
         "account_id": "123456789012",
         "regions": json.dumps(["us-east-1"]),
         "ses_from_addresses": json.dumps(["dbops@example.com"]),
+        "tenant_role_arns": json.dumps(["arn:aws:iam::111111111111:role/dbops-team-b"]),
     }
     for key, value in values.items():
         text = text.replace("${" + key + "}", value)
@@ -159,8 +166,8 @@ def test_terraform_deploys_this_template() -> None:
     used = set(re.findall(r"\$\{(\w+)\}", TEMPLATE.read_text()))
     assert passed == used, (passed, used)
     assert "policy      = jsonencode(local.policy)" in main
-    # The only statement terraform may drop is the SES one (when no sender address is configured).
-    assert re.findall(r's\.Sid != "(\w+)"', main) == ["SendNotificationEmail"]
+    # The only statements terraform may drop: SES (no sender address), AssumeRole (no tenant role).
+    assert re.findall(r's\.Sid != "(\w+)"', main) == ["SendNotificationEmail", "AssumeTenantRoles"]
 
 
 def test_the_operator_code_is_scanned_without_problems() -> None:
@@ -236,3 +243,27 @@ def test_describes_are_unconditioned_on_tags_and_everything_is_region_scoped() -
 def test_sources_are_found() -> None:
     files = {pathlib.Path(p).name for p in _sources()}
     assert {"aws.py", "controller.py", "plan.py", "observe.py", "notify.py"} <= files
+
+
+def test_tenant_roles_may_only_be_assumed_and_tagged() -> None:
+    (tenant,) = [s for s in _statements() if any(a.startswith("sts:") for a in s["Action"])]
+    assert tenant["Sid"] == "AssumeTenantRoles"
+    assert sorted(tenant["Action"]) == ["sts:AssumeRole", "sts:TagSession"]
+    assert tenant["Resource"] == ["arn:aws:iam::111111111111:role/dbops-team-b"]  # the variable, nothing wider
+
+
+def test_the_tenant_role_module_does_the_restores_and_trusts_only_the_operator() -> None:
+    """modules/tenant-role: the operator's own RDS statements (from the same template, so they cannot
+    drift), none of its SES or STS ones; trust for the operator's role, its ExternalId and the namespaces."""
+    module = (TERRAFORM / "modules" / "tenant-role" / "main.tf").read_text()
+    assert 'templatefile("${path.module}/../../policy.json.tftpl"' in module
+    (listed,) = re.findall(r"rds_statements\s*=\s*\[(.*?)\]", module)
+    kept = set(re.findall(r'"(\w+)"', listed))
+    rds = {s["Sid"] for s in _statements() if all(a.startswith(("rds:", "secretsmanager:")) for a in s["Action"])}
+    assert kept == rds, (kept, rds)
+    trust = module.split('data "aws_iam_policy_document" "trust"')[1].split("resource ")[0]
+    assert '"sts:AssumeRole", "sts:TagSession"' in trust and "var.operator_role_arn" in trust
+    assert '"sts:ExternalId"' in trust and '"aws:RequestTag/dbops.dev/namespace"' in trust
+    from dbops.core.types import NAMESPACE_TAG
+
+    assert f"aws:RequestTag/{NAMESPACE_TAG}" in trust  # the session tag dbops sets (policy/store.py)

@@ -11,12 +11,16 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from dbops.attach import plan
+from dbops.attach import plan, tenancy
 from dbops.core.aws import Aws, StatusCache
 from dbops.core.reconciler import Note, Outcome, Pass
 from dbops.core.status import View, held, timestamp
 from dbops.core.types import SpecError, owned_by, ownership_tags
 from dbops.models import DBAttachSpec, DBAttachStatus, DBRestoreSpec
+from dbops.policy.quota import Grant
+from dbops.policy.request import Request
+from dbops.policy.store import Tenancy
+from dbops.restore.controller import tenancy_wait
 from dbops.restore.observe import custom_endpoint_cluster
 from dbops.restore.source import kind_of, parse_endpoint
 
@@ -40,14 +44,21 @@ class AttachController:
     known_conditions: tuple[str, ...] = ()
     keep: tuple[str, ...] = ("startTime", "completionTime")
 
-    def __init__(self, aws: Aws, fast: StatusCache, slow: StatusCache, region: str, poll: float) -> None:
+    def __init__(
+        self, aws: Aws, fast: StatusCache, slow: StatusCache, region: str, poll: float, tenancy: Tenancy | None = None
+    ) -> None:
         self.aws, self.fast, self.slow = aws, fast, slow
         self.region = region
         self.poll = poll
         self._custom: dict[str, str] = {}  # custom endpoint host -> cluster (endpoints do not move)
+        self.tenancy = tenancy or Tenancy(enforce=False)
 
     def reconcile(self, p: Pass) -> Outcome:
         spec = DBAttachSpec.model_validate(p.spec)
+        asked = tenancy.request(spec, p.namespace, self.region)
+        if not p.status.get("instances"):  # policies judge what is yet to be created, never what exists
+            self.tenancy.admit(asked)
+        spec = tenancy.with_forced(spec, self.tenancy.forced(p.namespace))
         if not p.status.get("phase") and not p.status.get("startTime"):
             view = View(
                 "Pending", "Unknown", "Accepted", "attach requested; resolving the cluster", {"startTime": timestamp()}
@@ -68,11 +79,34 @@ class AttachController:
             decision = plan.decide(spec, seen, p.uid, cluster_id, tags)  # a SpecError here fails the object
             if decision.call is not None:
                 p.confirm_current()  # not being deleted, same spec, finalizer on: only then create
-                self.aws.call(region, decision.call.operation, **decision.call.params)
+                waiting = self._room(p, asked, decision, cluster_id, seen)
+                if waiting is not None:
+                    return waiting
+                try:
+                    self.aws.call(region, decision.call.operation, **decision.call.params)
+                except Exception:
+                    self.tenancy.release(p.namespace, p.uid)
+                    raise
                 self._cache(p).forget(region, "instance", [decision.call.target])
                 p.note("aws-call", decision.view.reason, decision.view.message, target=cluster_id)
         view = decision.view.with_fields(**where, **self._round(p, decision.view.phase))
         return Outcome(view, requeue=self.poll / 4 if view.phase == "Attaching" else None)
+
+    def _room(
+        self, p: Pass, asked: Request, decision: plan.Decision, cluster_id: str, seen: plan.Seen
+    ) -> Outcome | None:
+        """Before a reader is created: the policies on the cluster as read now and on the call, then the
+        namespace's limits (None: go ahead). Removing a reader is never held back."""
+        call = decision.call
+        if call is None or call.operation != "create_db_instance":
+            return None
+        field = asked.cluster.field if asked.cluster else "spec.cluster"
+        self.tenancy.check(asked, tenancy.found(cluster_id, seen.cluster or {}, field), [call])
+        held = len(decision.view.fields.get("instances") or [])
+        waiting = self.tenancy.reserve(p.body, Grant("DBAttach", held + 1, restoring=False))
+        if waiting is None:
+            return None
+        return tenancy_wait(p, waiting, {**decision.view.fields, "dbClusterIdentifier": cluster_id}, self.poll)
 
     @staticmethod
     def _decide(

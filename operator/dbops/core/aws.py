@@ -7,9 +7,11 @@ process (made at startup, kept in kopf's memo) holds the clients, the pacing buc
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -168,6 +170,48 @@ class AwsConfig:
 
 
 CallObserver = Callable[[str, str | None], None]
+ASSUMED_SECONDS = 3600
+MAX_IDENTITIES = 256  # assumed-role sessions kept (least recently used go first)
+
+
+@dataclass(frozen=True)
+class Identity:
+    """An IAM role to act as (STS AssumeRole), and the session tags that say for whom. `scope` is what
+    may share a batched poll: the same role for the same namespace (see StatusCache)."""
+
+    role_arn: str
+    external_id: str | None
+    session_name: str
+    tags: tuple[tuple[str, str], ...]
+    scope: str
+
+
+_acting = threading.local()
+
+
+@contextlib.contextmanager
+def acting_as(identity: Identity | None) -> Iterator[None]:
+    """Every AWS call this thread makes inside the block is signed as `identity` (None: the operator's
+    own). Set around a whole pass, so that no call of it can go out with another namespace's identity,
+    nor with the operator's own where the namespace has a role."""
+    before = getattr(_acting, "identity", None)
+    _acting.identity = identity
+    try:
+        yield
+    finally:
+        _acting.identity = before
+
+
+def acting() -> Identity | None:
+    found: Identity | None = getattr(_acting, "identity", None)
+    return found
+
+
+def _scope() -> str:
+    """What may share a read with this thread's: the same role for the same namespace ("" for the
+    operator's own identity)."""
+    identity = acting()
+    return identity.scope if identity else ""
 
 
 class Aws:
@@ -175,22 +219,26 @@ class Aws:
 
     def __init__(self, config: AwsConfig) -> None:
         self.config = config
-        self._clients: dict[tuple[str, str], Client] = {}
-        self._session: Any = None
+        self._clients: dict[tuple[str, str, Identity | None], Client] = {}
+        self._own: Any = None  # the operator's own session, shared by its clients
         self._buckets: dict[str, TokenBucket] = {}
-        self._lock = threading.Lock()
+        # RLock: a first client for an assumed identity asks STS through the operator's own client.
+        self._lock = threading.RLock()
         self.observers: list[CallObserver] = []
+        self._sessions: OrderedDict[Identity, Any] = OrderedDict()
         self.waited_total = 0.0  # seconds calls waited for budget, all threads (a metric)
-        # Fresh reads (the look before a create or delete), shared by the passes of a burst.
+        # Fresh reads (the look before a create or delete), shared by the passes of a burst that act
+        # as the same identity (see `_scope`).
         self.fresh = Coalescer(self._describe_any)
 
     def client(self, region: str, service: str = "rds") -> Client:
-        """One thread-safe boto3 client per region and service, with standard retries and timeouts
-        (an endpoint that hangs shows up as a ConnectionError within seconds, not after a minute)."""
-        key = (service, region)
+        """One thread-safe boto3 client per region, service and identity (the operator's own, or the role
+        this thread acts as: see acting_as), with standard retries and timeouts (an endpoint that hangs
+        shows up as a ConnectionError within seconds, not after a minute)."""
+        identity = acting()
+        key = (service, region, identity)
         with self._lock:
             if key not in self._clients:
-                import boto3  # noqa: PLC0415 - boto3 takes most of a second to import: not before the first call
                 from botocore.config import Config  # noqa: PLC0415
 
                 cfg = Config(
@@ -201,17 +249,66 @@ class Aws:
                     connect_timeout=self.config.connect_timeout,
                     read_timeout=self.config.read_timeout,
                 )
-                if self._session is None:
-                    # One session for every client: its loader keeps each service model once, where a
-                    # session per client costs about 10 MiB per region and service.
-                    self._session = boto3.session.Session()
-                new = self._session.client(service, config=cfg)
+                new = self._session(identity, region).client(service, config=cfg)
                 # before-send fires before each HTTP attempt (botocore's retries included): every
                 # attempt waits for budget; response-received counts each attempt's outcome.
                 new.meta.events.register("before-send", self._pace)
                 new.meta.events.register("response-received", self._observe)
                 self._clients[key] = new
             return self._clients[key]
+
+    def _session(self, identity: Identity | None, region: str) -> Any:
+        """boto3's session for an identity: the standard chain for the operator's own; for a role, the
+        credentials of assuming it, refreshed by botocore shortly before they expire (15 minutes ahead)."""
+        import boto3  # noqa: PLC0415
+
+        if identity is None:
+            # One session for all the operator's own clients: its loader keeps each service model once,
+            # where a session per client costs about 10 MiB per region and service.
+            if self._own is None:
+                self._own = boto3.session.Session()
+            return self._own
+        if identity in self._sessions:
+            self._sessions.move_to_end(identity)
+            return self._sessions[identity]
+        from botocore.credentials import RefreshableCredentials  # noqa: PLC0415
+        from botocore.session import get_session  # noqa: PLC0415
+
+        core = get_session()
+        # botocore has no public setter for refreshable credentials; this is the recipe its own STS provider uses.
+        core._credentials = RefreshableCredentials.create_from_metadata(  # type: ignore[attr-defined]
+            metadata=self._assume(identity, region),
+            refresh_using=lambda: self._assume(identity, region),
+            method="sts-assume-role",
+        )
+        session = self._sessions[identity] = boto3.session.Session(botocore_session=core)
+        while len(self._sessions) > MAX_IDENTITIES:  # objects long settled: their next pass assumes again
+            old, _ = self._sessions.popitem(last=False)
+            for stale in [k for k in self._clients if k[2] == old]:
+                del self._clients[stale]
+        return session
+
+    def _assume(self, identity: Identity, region: str) -> dict[str, str]:
+        """STS AssumeRole with the operator's own credentials, whatever this thread acts as."""
+        params: dict[str, Any] = {
+            "RoleArn": identity.role_arn,
+            "RoleSessionName": identity.session_name,
+            "DurationSeconds": ASSUMED_SECONDS,
+            "Tags": [{"Key": k, "Value": v} for k, v in identity.tags],
+        }
+        if identity.external_id:
+            params["ExternalId"] = identity.external_id
+        with acting_as(None):
+            try:
+                creds = self.client(region, "sts").assume_role(**params)["Credentials"]
+            except AWS_EXCEPTIONS as exc:
+                raise classify(exc, "assume_role") from exc
+        return {
+            "access_key": creds["AccessKeyId"],
+            "secret_key": creds["SecretAccessKey"],
+            "token": creds["SessionToken"],
+            "expiry_time": creds["Expiration"].isoformat(),
+        }
 
     def bucket(self, region: str) -> TokenBucket:
         with self._lock:
@@ -284,7 +381,7 @@ class Aws:
     def look(self, region: str, kind: Kind, identifiers: Iterable[str]) -> dict[str, dict[str, Any] | None]:
         """What AWS says now of these instances or clusters (None: no such one), in one call shared with
         the other passes looking at the same region and kind at the same moment."""
-        return self.fresh.get(region, kind, identifiers)
+        return self.fresh.get(region, kind, identifiers, _scope())
 
     def look_one(self, region: str, kind: Kind, identifier: str) -> dict[str, Any] | None:
         return self.look(region, kind, [identifier])[identifier]
@@ -293,7 +390,7 @@ class Aws:
         """Named DB (or cluster) snapshots, fresh and shared like `look`; an ARN is read on its own."""
         ids = set(identifiers)
         arns = {i for i in ids if i.startswith("arn:")}
-        found: dict[str, dict[str, Any] | None] = dict(self.fresh.get(region, f"{kind}-snapshot", ids - arns))
+        found: dict[str, dict[str, Any] | None] = dict(self.fresh.get(region, f"{kind}-snapshot", ids - arns, _scope()))
         for arn in arns:
             found[arn] = next(iter(self._snapshot_list(region, kind, "Identifier", [arn])), None)
         return found
@@ -378,12 +475,14 @@ class StatusCache:
         self.interval = interval
         self.batch_delay = batch_delay
         self._fetch = fetch
-        self._entries: dict[tuple[str, Kind], _Entry] = {}
+        self._entries: dict[tuple[str, str, Kind], _Entry] = {}
         self._lock = threading.Lock()
 
     def _entry(self, region: str, kind: Kind) -> _Entry:
+        """Per region, kind, and the identity this thread acts as: a namespace with a role of its own
+        (maybe in another account) never shares a poll with another."""
         with self._lock:
-            return self._entries.setdefault((region, kind), _Entry())
+            return self._entries.setdefault((_scope(), region, kind), _Entry())
 
     def track(self, region: str, kind: Kind, identifiers: Iterable[str], owner: str) -> None:
         """Poll these identifiers for `owner` (a UID); idempotent, so that every pass may call it."""

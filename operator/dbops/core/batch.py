@@ -1,9 +1,10 @@
 """Fresh reads shared by the objects of a burst: the look before a create, made by many passes at
 once (200 objects applied together), costs one AWS call per region and kind instead of one each.
 
-A read joins the batch of its region and kind that is still open, or opens one; the opener waits a few
-milliseconds for others to join, then one call serves them all. Every answer is fresh: it was fetched
-after the request joined.
+A read joins the batch of its region, kind and scope that is still open, or opens one; the opener waits a
+few milliseconds for others to join, then one call serves them all, made on the opener's thread (so with
+the AWS identity it acts as: reads of different identities, `scope`, never share a batch). Every answer
+is fresh: it was fetched after the request joined.
 """
 
 from __future__ import annotations
@@ -32,25 +33,25 @@ class Coalescer:
         self.window = window
         self.max_batch = max_batch
         self.timeout = timeout
-        self._open: dict[tuple[str, str], _Batch] = {}
+        self._open: dict[tuple[str, str, str], _Batch] = {}
         self._lock = threading.Lock()
         self.calls = 0  # fetches made (for the benchmark's figures)
 
-    def get(self, region: str, kind: str, ids: Iterable[str]) -> dict[str, dict[str, Any] | None]:
-        """What AWS says now about each id (None: it does not exist)."""
+    def get(self, region: str, kind: str, ids: Iterable[str], scope: str = "") -> dict[str, dict[str, Any] | None]:
+        """What AWS says now about each id (None: it does not exist), as seen by the identity `scope` names."""
         wanted = set(ids)
         if not wanted:
             return {}
-        batch, opener = self._join((region, kind), wanted)
+        batch, opener = self._join((region, kind, scope), wanted)
         if opener:
-            self._run((region, kind), batch)
+            self._run((region, kind, scope), batch)
         elif not batch.done.wait(self.timeout):
             raise TimeoutError(f"no answer for {kind}s in {region} within {self.timeout:.0f}s")
         if batch.error is not None:
             raise batch.error
         return {i: batch.result.get(i) for i in wanted}
 
-    def _join(self, key: tuple[str, str], wanted: set[str]) -> tuple[_Batch, bool]:
+    def _join(self, key: tuple[str, str, str], wanted: set[str]) -> tuple[_Batch, bool]:
         with self._lock:
             batch = self._open.get(key)
             if batch is not None and len(batch.ids | wanted) <= self.max_batch:
@@ -60,7 +61,7 @@ class Coalescer:
             self._open[key] = batch
             return batch, True
 
-    def _run(self, key: tuple[str, str], batch: _Batch) -> None:
+    def _run(self, key: tuple[str, str, str], batch: _Batch) -> None:
         time.sleep(self.window)  # let the passes of the same burst join
         with self._lock:
             batch.closed = True

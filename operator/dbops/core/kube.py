@@ -18,6 +18,9 @@ from dbops import redact
 from dbops.models import GROUP, VERSION
 
 FINALIZER = f"{GROUP}/finalizer"
+_RAISE = object()  # Kube._do: a 404 raises unless told what it stands for
+Items = list[dict[str, Any]]
+MERGE_PATCH = "application/merge-patch+json"
 
 
 class K8sError(Exception):
@@ -242,6 +245,95 @@ class Kube:
             raise _error(exc, f"{kind} {namespace}/{name}") from None
         except Exception as exc:  # urllib3's connection errors: the API server is unreachable
             raise K8sError(f"{kind} {namespace}/{name}: {type(exc).__name__}") from None
+
+    # --- tenancy and admission: cluster-scoped objects, the operator's own Secret, annotations ----------
+
+    def _do(self, what: str, call: Any, *args: Any, missing: Any = _RAISE, **options: Any) -> Any:
+        """One API call; K8sError on a refusal or no answer, `missing` for a 404 when given."""
+        try:
+            out = call(*args, _request_timeout=self.timeout, **options)
+        except ApiException as exc:
+            if exc.status == 404 and missing is not _RAISE:
+                return missing
+            raise _error(exc, what) from None
+        except Exception as exc:
+            raise K8sError(f"{what}: {type(exc).__name__}") from None
+        return self.api().sanitize_for_serialization(out)  # type: ignore[no-untyped-call]
+
+    def list_all(self, plural: str) -> Items:
+        """Every object of a cluster-scoped kind of dbops (DBPolicy)."""
+        found = self._do(plural, self._custom().list_cluster_custom_object, GROUP, VERSION, plural)
+        return list(found.get("items") or [])
+
+    def namespaces(self) -> Items:
+        found = self._do("namespaces", kubernetes.client.CoreV1Api(self.api()).list_namespace)
+        return list(found.get("items") or [])
+
+    def patch_cluster_status(self, plural: str, name: str, status: dict[str, Any]) -> None:
+        call = self._custom().patch_cluster_custom_object_status
+        self._do(f"{plural} {name}", call, GROUP, VERSION, plural, name, {"status": status})
+
+    def annotate(self, plural: str, namespace: str, name: str, annotations: dict[str, str]) -> bool:
+        """Merge annotations into an object; False when it is gone already."""
+        call = self._custom().patch_namespaced_custom_object
+        patch = {"metadata": {"annotations": annotations}}
+        return (
+            self._do(f"{plural} {namespace}/{name}", call, GROUP, VERSION, namespace, plural, name, patch, missing=None)
+            is not None
+        )
+
+    def secret(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """A Secret of the operator's own (keys it keeps): its data, base64 as stored; None when absent."""
+        call = kubernetes.client.CoreV1Api(self.api()).read_namespaced_secret
+        found: dict[str, Any] | None = self._do(f"Secret {namespace}/{name}", call, name, namespace, missing=None)
+        return found
+
+    def create_secret(self, namespace: str, body: dict[str, Any]) -> None:
+        """Create a Secret; ConflictError when another replica made it first (create is atomic)."""
+        call = kubernetes.client.CoreV1Api(self.api()).create_namespaced_secret
+        self._do(f"Secret {namespace}/{body['metadata']['name']}", call, namespace, body)
+
+    def replace_secret(self, namespace: str, body: dict[str, Any]) -> None:
+        """Replace a Secret as read (its resourceVersion: ConflictError when it changed meanwhile)."""
+        call = kubernetes.client.CoreV1Api(self.api()).replace_namespaced_secret
+        name = body["metadata"]["name"]
+        self._do(f"Secret {namespace}/{name}", call, name, namespace, body)
+
+    def webhook_configuration(self, name: str) -> dict[str, Any] | None:
+        call = kubernetes.client.AdmissionregistrationV1Api(self.api()).read_validating_webhook_configuration
+        found: dict[str, Any] | None = self._do(f"ValidatingWebhookConfiguration {name}", call, name, missing=None)
+        return found
+
+    def put_webhook_configuration(self, body: dict[str, Any]) -> None:
+        """Create the configuration, or set its webhooks (a merge patch: the list is replaced whole)."""
+        api = kubernetes.client.AdmissionregistrationV1Api(self.api())
+        name, what = body["metadata"]["name"], f"ValidatingWebhookConfiguration {body['metadata']['name']}"
+        if self.webhook_configuration(name) is None:
+            try:
+                self._do(what, api.create_validating_webhook_configuration, body)
+                return
+            except ConflictError:  # another replica created it meanwhile: set ours
+                pass
+        patch = {"webhooks": body["webhooks"]}
+        self._do(what, api.patch_validating_webhook_configuration, name, patch, _content_type=MERGE_PATCH)
+
+    def empty_mutating_webhooks(self, name: str) -> None:
+        """An older dbops' mutating webhook (fail-closed): left without webhooks, if it is there."""
+        api = kubernetes.client.AdmissionregistrationV1Api(self.api())
+        what = f"MutatingWebhookConfiguration {name}"
+        found = self._do(what, api.read_mutating_webhook_configuration, name, missing=None)
+        if found and found.get("webhooks"):
+            self._do(what, api.patch_mutating_webhook_configuration, name, {"webhooks": []}, _content_type=MERGE_PATCH)
+
+    def admission_policy_installed(self, name: str) -> bool:
+        """The MutatingAdmissionPolicy `name` and its binding of the same name are in place (the API
+        server stamps the requester then: a user cannot write it)."""
+        api = kubernetes.client.AdmissionregistrationV1Api(self.api())
+        policy = self._do(f"MutatingAdmissionPolicy {name}", api.read_mutating_admission_policy, name, missing=None)
+        binding = self._do(
+            f"MutatingAdmissionPolicyBinding {name}", api.read_mutating_admission_policy_binding, name, missing=None
+        )
+        return policy is not None and binding is not None
 
 
 class SecretKeyMissingError(K8sError):

@@ -23,6 +23,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -158,6 +159,7 @@ class Reconciler:
         is_leader: Callable[[], bool] = lambda: True,
         max_backoff: float = 60.0,
         observe_pass: Callable[[str, float], None] | None = None,
+        scope: Callable[[Pass], AbstractContextManager[None]] | None = None,
     ) -> None:
         self.services = services
         self.controllers = {c.plural: c for c in controllers}
@@ -173,6 +175,8 @@ class Reconciler:
         self._stop = threading.Event()
         self.passes = 0
         self.observe_pass = observe_pass
+        # Around each pass's own work (reconcile or finalize): the AWS identity its calls are signed with.
+        self.scope = scope or (lambda _p: contextlib.nullcontext())
 
     # --- waking -----------------------------------------------------------------------------------------
 
@@ -282,7 +286,8 @@ class Reconciler:
                 return self._finalize(key, p)
             if self._still_failed(key, p):
                 return self.resync
-            outcome = controller.reconcile(p)
+            with self.scope(p):
+                outcome = controller.reconcile(p)
             self._clear_failure(key)
             self._write(key, p, outcome)  # a status the API server did not take is written by the next pass
             if outcome.finalizer:  # (else the next pass puts it on, before any create at the latest)
@@ -312,7 +317,8 @@ class Reconciler:
 
     def _finalize(self, key: Key, p: Pass) -> float | None:
         try:
-            outcome = p.controller.finalize(p)
+            with self.scope(p):
+                outcome = p.controller.finalize(p)
         except SpecError as err:
             outcome = Outcome(
                 View("Deleting", "False", err.reason, err.message),
@@ -451,6 +457,15 @@ class Reconciler:
             if mem is not None:
                 mem.attempts += 1
         return float(min(self.max_backoff if cap is None else cap, 2.0 * 2 ** min(attempts, 10)))
+
+    # --- what other parts ask of the objects ------------------------------------------------------------
+
+    def objects(self, namespace: str) -> list[dict[str, Any]]:
+        """Every object of a namespace as the watch last showed it (compact: no AWS or API call), for
+        counts across objects such as a namespace's limits."""
+        with self._lock:
+            raw = [mem.body for key, mem in self.memory.items() if key[1] == namespace and mem.body]
+        return [json.loads(body) for body in raw]
 
 
 def _throttled(previous: dict[str, Any], waited: float) -> Cond | None:

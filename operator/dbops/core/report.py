@@ -9,21 +9,25 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from dbops.core.events import Recorder, Ref
 from dbops.core.status import now
 
 log = logging.getLogger(__name__)
 
-# Set by the mutating admission webhook on create and on every change a user makes (a user's own value
-# is overwritten, so it cannot be forged): JSON {"username": ..., "groups": [...]}.
+# Stamped by the API server itself (the MutatingAdmissionPolicy dbops-requested-by, manifests/base) on
+# create and on every change a user makes, from request.userInfo, overwriting whatever the request carried:
+# JSON {"username": ..., "groups": [...]}. Trusted only while that policy is installed (else "unverified").
 REQUESTED_BY = "dbops.dev/requested-by"
-# Actions of a deletion: their requester is whoever asked for the deletion, when the webhook saw it.
+# Written by the validating webhook on each DELETE it admits, signed with the operator's key and bound to
+# the object's UID: JSON {"username", "groups", "verified", "sig"}. Persisted with the object, so that the
+# deletion records name the deleter after any restart; an unsigned or foreign one is shown "unverified".
+DELETED_BY = "dbops.dev/deleted-by"
+# Actions of a deletion: while the object is being deleted, their requester is whoever deleted it.
 DELETE_ACTIONS = frozenset({"deleting", "deleted", "delete-failed"})
 
 
@@ -45,8 +49,9 @@ class Record:
     aws_request_id: str | None = None
     time: datetime = field(default_factory=now)
     details: dict[str, Any] = field(default_factory=dict)
-    requester: str | None = None  # the Kubernetes user who asked (from the admission webhook)
+    requester: str | None = None  # the Kubernetes user who asked (from the API server; see REQUESTED_BY)
     requester_groups: tuple[str, ...] = ()
+    requester_verified: bool = False  # False: the name could not be proven to come from the API server
     annotations: dict[str, str] = field(default_factory=dict)  # the object's dbops.dev/* annotations
 
 
@@ -54,17 +59,52 @@ class Record:
 class Requester:
     username: str
     groups: tuple[str, ...] = ()
+    verified: bool = False
 
     def to_annotation(self) -> str:
         return json.dumps({"username": self.username, "groups": list(self.groups)}, separators=(",", ":"))
 
     @classmethod
-    def from_annotation(cls, text: str | None) -> Requester | None:
+    def from_annotation(cls, text: str | None, verified: bool = False) -> Requester | None:
         try:
             data = json.loads(text or "")
-            return cls(str(data["username"]), tuple(str(g) for g in data.get("groups") or ()))
+            return cls(str(data["username"]), tuple(str(g) for g in data.get("groups") or ()), verified)
         except (ValueError, KeyError, TypeError):
             return None
+
+    def shown(self) -> str:
+        return self.username if self.verified else f"{self.username} (unverified)"
+
+
+class Signer(Protocol):
+    def sign(self, payload: dict[str, Any]) -> str: ...
+    def verify(self, payload: dict[str, Any], signature: str) -> bool: ...
+
+
+def _deletion(uid: str, who: Requester) -> dict[str, Any]:
+    return {"uid": uid, "username": who.username, "groups": list(who.groups), "verified": who.verified}
+
+
+def deleter_annotation(signer: Signer, uid: str, who: Requester) -> str:
+    """DELETED_BY's value: who deleted the object with this UID, signed (`verified`: the webhook
+    authenticated the API server that told it)."""
+    payload = _deletion(uid, who)
+    return json.dumps({**{k: v for k, v in payload.items() if k != "uid"}, "sig": signer.sign(payload)})
+
+
+def deleter(signer: Signer | None, body: dict[str, Any]) -> Requester | None:
+    """Who deleted the object, from DELETED_BY: verified only with a valid signature for this very UID."""
+    meta = body.get("metadata") or {}
+    claimed = Requester.from_annotation((meta.get("annotations") or {}).get(DELETED_BY))
+    if claimed is None:
+        return None
+    try:
+        data = json.loads((meta.get("annotations") or {})[DELETED_BY])
+        vouched = Requester(claimed.username, claimed.groups, bool(data.get("verified")))
+        valid = signer is not None and signer.verify(_deletion(str(meta.get("uid", "")), vouched), str(data["sig"]))
+    except (KeyError, TypeError, ValueError):
+        valid = False
+    return vouched if valid else Requester(claimed.username, claimed.groups, False)
 
 
 Observer = Callable[[Record], None]
@@ -76,24 +116,14 @@ class Reporter:
     def __init__(self, recorder: Recorder | None) -> None:
         self.recorder = recorder
         self.observers: list[Observer] = []
-        # Who asked for the deletion of an object (by UID), told by the validating webhook: the object's
-        # own annotation names its creator, and a DELETE cannot change it.
-        self._deleters: dict[str, Requester] = {}
-        self._lock = threading.Lock()
-
-    def deleted_by(self, uid: str, requester: Requester) -> None:
-        with self._lock:
-            self._deleters[uid] = requester
+        self.signer: Signer | None = None  # the operator's keys (verifies DELETED_BY), when it has them
+        self.stamped: Callable[[], bool] = lambda: False  # the API server stamps REQUESTED_BY (the MAP is in)
 
     def requester_of(self, body: dict[str, Any], action: str) -> Requester | None:
         meta = body.get("metadata", {})
-        if action in DELETE_ACTIONS:
-            uid = str(meta.get("uid", ""))
-            with self._lock:  # "deleted" is the last record of an object: forget its deleter then
-                deleter = self._deleters.pop(uid, None) if action == "deleted" else self._deleters.get(uid)
-            if deleter is not None:
-                return deleter
-        return Requester.from_annotation((meta.get("annotations") or {}).get(REQUESTED_BY))
+        if action in DELETE_ACTIONS and meta.get("deletionTimestamp"):
+            return deleter(self.signer, body)  # not the creator: nobody, when nobody is known
+        return Requester.from_annotation((meta.get("annotations") or {}).get(REQUESTED_BY), self.stamped())
 
     def post(
         self, body: dict[str, Any], action: str, reason: str, message: str, *, warning: bool = False, **extra: Any
@@ -119,6 +149,7 @@ class Reporter:
             details=extra,
             requester=requester.username if requester else None,
             requester_groups=requester.groups if requester else (),
+            requester_verified=requester.verified if requester else False,
             annotations={k: str(v) for k, v in (meta.get("annotations") or {}).items() if k.startswith("dbops.dev/")},
         )
         if self.recorder is not None:

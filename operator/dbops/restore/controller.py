@@ -26,7 +26,10 @@ from dbops.core.reconciler import RETRY_ANNOTATION, Note, Outcome, Pass
 from dbops.core.status import Cond, View, condition, held, now, parse_timestamp, timestamp
 from dbops.core.types import SOURCE_TAG, Call, SpecError, owned_by, tags_of
 from dbops.models import DBRestoreSpec, DBRestoreStatus
-from dbops.restore import observe, probe, progress, removal, verify
+from dbops.policy.quota import QUOTA_REASON, Grant
+from dbops.policy.request import Request
+from dbops.policy.store import Tenancy
+from dbops.restore import observe, probe, progress, removal, tenancy, verify
 from dbops.restore.plan import Existing, adoption, collision, plan
 from dbops.restore.source import SourceRef, requested_time, source_ref
 
@@ -61,12 +64,15 @@ class RestoreController:
         "verification",
     )
 
-    def __init__(self, aws: Aws, fast: StatusCache, slow: StatusCache, region: str, poll: float) -> None:
+    def __init__(
+        self, aws: Aws, fast: StatusCache, slow: StatusCache, region: str, poll: float, tenancy: Tenancy | None = None
+    ) -> None:
         self.aws, self.fast, self.slow = aws, fast, slow
         self.region = region
         self.poll = poll
         # uid -> (attempts, next try (monotonic), the retry annotation then: a new value tries at once)
         self._backoff: dict[str, tuple[int, float, str]] = {}
+        self.tenancy = tenancy or Tenancy(enforce=False)
 
     # --- the pass -------------------------------------------------------------------------------------
 
@@ -75,6 +81,10 @@ class RestoreController:
         ref = source_ref(spec, self.region)
         restore_time = requested_time(spec, now())  # a future time is refused before any AWS call
         ident = progress.identity(spec, ref.kind, ref.region)
+        asked = tenancy.request(spec, p.namespace, self.region)
+        if not p.status.get("restoreCallTime"):  # policies judge what is yet to be created, never what exists
+            self.tenancy.admit(asked)
+        spec = tenancy.with_forced(spec, self.tenancy.forced(p.namespace))
         if not p.status.get("phase"):
             message = f"restore of {spec.target.identifier} requested; resolving the source"
             view = View("Pending", "Unknown", "Accepted", message, {**ident, "startTime": timestamp()})
@@ -90,7 +100,7 @@ class RestoreController:
             if err is not None:
                 raise err
             if self._missing(spec, ref, existing) and not p.status.get("restoreCallTime"):
-                return self._create(p, spec, ref, existing, restore_time, ident)
+                return self._create(p, spec, ref, existing, restore_time, ident, asked)
         return self._settled(p, spec, ref, existing, ident)
 
     def _cache(self, p: Pass) -> StatusCache:
@@ -122,13 +132,22 @@ class RestoreController:
         existing: Existing,
         when: datetime | None,
         ident: dict[str, Any],
+        asked: Request,
     ) -> Outcome:
         p.confirm_current()  # not being deleted, same spec, finalizer on: only then create
         found = observe.source(self.aws, ref, spec)
         decided = plan(spec, found, existing, when, (p.uid, p.namespace, p.name))
-        for call in decided.calls:
-            self.aws.call(ref.region, call.operation, **call.params)
-            p.note("aws-call", "RestoreCall", f"{_verb(call)} {call.target}", operation=call.operation)
+        self.tenancy.check(asked, tenancy.found(found), decided.calls)  # PolicyViolation before any create
+        waiting = None if existing.target else self.tenancy.reserve(p.body, Grant("DBRestore", 1, restoring=True))
+        if waiting is not None:
+            return tenancy_wait(p, waiting, ident, self.poll)
+        try:
+            for call in decided.calls:
+                self.aws.call(ref.region, call.operation, **call.params)
+                p.note("aws-call", "RestoreCall", f"{_verb(call)} {call.target}", operation=call.operation)
+        except Exception:
+            self.tenancy.release(p.namespace, p.uid)
+            raise
         self._cache(p).forget(ref.region, ref.kind, [spec.target.identifier])
         self._cache(p).forget(ref.region, "instance", list(existing.members))
         adopted = existing.target is not None
@@ -453,3 +472,13 @@ def _verb(call: Call) -> str:
         "delete_db_instance": "deleting instance",
         "delete_db_cluster": "deleting cluster",
     }.get(call.operation, call.operation)
+
+
+def tenancy_wait(p: Pass, why: str, fields: dict[str, Any], poll: float) -> Outcome:
+    """A namespace's limit is reached: Pending, reason QuotaExceeded, and asked again every poll until
+    there is room (never failed for it). Told once when the wait begins."""
+    ready = condition(p.status.get("conditions")) or {}
+    if ready.get("reason") != QUOTA_REASON:
+        p.note("waiting", QUOTA_REASON, f"waiting for room: {why}")
+    phase = "Pending" if p.status.get("phase") in (None, "Pending") else str(p.status.get("phase"))
+    return Outcome(View(phase, "False", QUOTA_REASON, f"waiting for room: {why}", fields), requeue=poll)

@@ -37,6 +37,8 @@ variable "gke_issuer_url" {
   type        = string
 }
 
+data "aws_caller_identity" "current" {}
+
 module "dbops_eks" {
   source = "../.."
 
@@ -44,7 +46,22 @@ module "dbops_eks" {
   eks_oidc_provider_arn = var.eks_oidc_provider_arn
   regions               = [var.region]
   ses_from_addresses    = ["dbops@example.com"]
-  tags                  = { "app.kubernetes.io/name" = "dbops" }
+  # Built from the name rather than taken from module.team_b: the tenant role trusts this one.
+  tenant_role_arns = ["arn:aws:iam::${data.aws_caller_identity.current.account_id}:role/dbops-team-b"]
+  tags             = { "app.kubernetes.io/name" = "dbops" }
+}
+
+# The role of team-b's namespaces (in this account here; usually the team's own): a DBPolicy selecting
+# them names it in spec.aws, with the same ExternalId (examples/policy-team.yaml).
+module "team_b" {
+  source = "../../modules/tenant-role"
+
+  name              = "dbops-team-b"
+  operator_role_arn = module.dbops_eks.role_arn
+  external_id       = "dbops-team-b"
+  namespaces        = ["team-b", "team-b-preview"]
+  regions           = [var.region]
+  tags              = { "app.kubernetes.io/name" = "dbops" }
 }
 
 module "dbops_gke" {
@@ -64,4 +81,9 @@ output "eks_role_arn" {
 output "gke_role_arn" {
   description = "For manifests/overlays/gke."
   value       = module.dbops_gke.role_arn
+}
+
+output "team_b_role_arn" {
+  description = "For the DBPolicy of team-b's namespaces (spec.aws.roleArn)."
+  value       = module.team_b.role_arn
 }
