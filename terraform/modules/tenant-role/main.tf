@@ -23,7 +23,7 @@ data "aws_partition" "current" {}
 data "aws_caller_identity" "current" {}
 
 locals {
-  rds_statements = ["ReadRds", "RestoreAndCreateOnlyTaggedAsDbops", "TagOnCreateOnlyAsDbops", "ModifyAndDeleteOnlyWhatDbopsCreated", "FinalSnapshotOfADelete", "RdsManagedMasterPassword"]
+  rds_statements = ["ReadRds", "RestoreAndCreateOnlyTaggedAsDbops", "TagOnCreateOnlyAsDbops", "ModifyAndDeleteOnlyWhatDbopsCreated", "FinalSnapshotOfADelete", "RdsManagedMasterPassword", "ReadRdsManagedMasterPasswordToVerify"]
   operator_policy = jsondecode(templatefile("${path.module}/../../policy.json.tftpl", {
     partition          = data.aws_partition.current.partition
     account_id         = data.aws_caller_identity.current.account_id
