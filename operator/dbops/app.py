@@ -147,6 +147,9 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     cfg = get()
     settings.posting.enabled = False  # events are the core's (its own component name, aggregated)
     settings.watching.server_timeout = 300
+    # A kopf worker per object only wakes the core: let it go after 1 s, not kopf's 5 s, so that the
+    # initial listing of 10,000 objects does not hold 10,000 idle workers (and their memory) at once.
+    settings.queueing.idle_timeout = 1.0
     settings.networking.request_timeout = 60
     # Without it, kopf retries the forbidden cluster-wide lists for half a minute before it starts.
     settings.scanning.disabled = not cfg.cluster_scan

@@ -104,3 +104,30 @@ def test_what_was_seen_for_an_owner_that_left_is_never_shown_to_the_next() -> No
     cache.track("us-east-1", "instance", ["crm-ro-1"], owner="b")
     seen = cache.get("us-east-1", "instance", "crm-ro-1")
     assert not seen.seen and seen.db is None  # not yet polled for b: nothing to decide on
+
+
+def test_what_the_cache_keeps_comes_back_as_aws_said_it() -> None:
+    """Kept packed (memory), handed back equal: nested lists and dicts, numbers, booleans, None, and
+    datetimes with their time zone (a ttl counts from InstanceCreateTime)."""
+    import datetime
+
+    from dateutil.tz import tzutc  # the zone of boto3's datetimes
+
+    db = {
+        "DBInstanceIdentifier": "a",
+        "InstanceCreateTime": datetime.datetime(2026, 12, 1, 10, 30, 5, 123000, tzinfo=tzutc()),
+        "Endpoint": {"Address": "a.example", "Port": 5432},
+        "VpcSecurityGroups": [{"VpcSecurityGroupId": "sg-1", "Status": "active"}],
+        "MultiAZ": False,
+        "AllocatedStorage": 20,
+        "PendingModifiedValues": {},
+        "LatestRestorableTime": None,
+    }
+    fetch = Recorder()
+    fetch.existing = {"a": db}
+    cache = StatusCache(interval=3600, fetch=fetch)
+    cache.track("us-east-1", "instance", ["a"], owner="1")
+    seen = cache.get("us-east-1", "instance", "a").db
+    assert seen == db and seen is not db
+    assert seen["InstanceCreateTime"] - db["InstanceCreateTime"] == datetime.timedelta(0)
+    assert seen["InstanceCreateTime"].utcoffset() == datetime.timedelta(0)
