@@ -39,7 +39,10 @@ locals {
   policy = merge(local.policy_document, {
     Statement = [
       for s in local.policy_document.Statement : s
-      if (s.Sid != "SendNotificationEmail" || length(var.ses_from_addresses) > 0) && (s.Sid != "AssumeTenantRoles" || length(var.tenant_role_arns) > 0)
+      if alltrue([
+        s.Sid != "SendNotificationEmail" || length(var.ses_from_addresses) > 0,
+        s.Sid != "AssumeTenantRoles" || length(var.tenant_role_arns) > 0,
+      ])
     ]
   })
 }

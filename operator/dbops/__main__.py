@@ -48,6 +48,8 @@ def _run(args: argparse.Namespace) -> int:
     if logging.getLogger().level > logging.DEBUG:  # kopf logs every watch event it hands over
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     metrics.serve(cfg.metrics_port)
+    if cfg.policy != "namespace":
+        app.watch_tenancy()
     if cfg.webhook_port:
         from dbops import webhook
 

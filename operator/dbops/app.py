@@ -254,6 +254,9 @@ async def configure_tenancy(memo: kopf.Memo, **_: Any) -> None:
     """Every policy and namespace known before the first pass or review (kopf starts watching, and so
     waking passes, only once every startup handler is done); kopf's watch keeps them current."""
     services: Services = memo["services"]
+    if services.settings.policy == "namespace":
+        _namespace_is_the_boundary(services)
+        return
     try:
         policies = await asyncio.to_thread(services.kube.list_all, POLICY.plural)
         namespaces = await asyncio.to_thread(services.kube.namespaces)
@@ -271,7 +274,24 @@ async def configure_tenancy(memo: kopf.Memo, **_: Any) -> None:
     log.info("%d DBPolicies over %d namespaces; namespaces no policy selects: %s", len(policies), len(namespaces), mode)
 
 
-@kopf.on.event(GROUP, VERSION, POLICY.plural, id="watch.dbpolicies")
+def _namespace_is_the_boundary(services: Services) -> None:
+    """DBOPS_POLICY=namespace: no DBPolicy, no namespace and no admission policy is read (its Role allows
+    none); said at start, so that nobody takes it for an enforcing install."""
+    if not services.settings.webhook_port:
+        services.health.ready.set()
+    log.warning(
+        "DBOPS_POLICY=namespace: no DBPolicy is read; this namespace-scoped install (namespace %s, its "
+        "ServiceAccount and AWS role) is the only boundary of what it restores and attaches",
+        services.settings.namespace,
+    )
+
+
+def watch_tenancy() -> None:
+    """kopf's watches of DBPolicies and namespaces, both cluster-scoped: not for DBOPS_POLICY=namespace."""
+    kopf.on.event(GROUP, VERSION, POLICY.plural, id="watch.dbpolicies")(policy_event)
+    kopf.on.event("", "v1", "namespaces", id="watch.namespaces")(namespace_event)
+
+
 async def policy_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
     services: Services | None = memo.get("services")
     body: dict[str, Any] = dict(event.get("object") or {})
@@ -281,7 +301,6 @@ async def policy_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
         services.tenancy.put_policy(body)
 
 
-@kopf.on.event("", "v1", "namespaces", id="watch.namespaces")
 async def namespace_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
     services: Services | None = memo.get("services")
     body: dict[str, Any] = dict(event.get("object") or {})

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import os
 from functools import lru_cache
-from typing import Literal
+from typing import Literal, Self
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from dbops import redact
@@ -91,9 +91,13 @@ class Settings(BaseSettings):
     )
     audit_retry_interval: float = Field(5.0, gt=0, description="Seconds between writes while the database is down.")
 
-    # Tenancy (DBPolicy). enforce: a namespace that no DBPolicy selects may do nothing.
-    policy: Literal["enforce", "open"] = Field(
-        "enforce", description="enforce: a namespace no DBPolicy selects is refused; open: it is allowed."
+    # Tenancy (DBPolicy). enforce: a namespace that no DBPolicy selects may do nothing. namespace: the
+    # namespace-scoped install (DBOPS_CLUSTER_SCAN=false), whose Role can read no cluster-scoped DBPolicy:
+    # the install itself (its one namespace, its ServiceAccount, its own AWS role) is the boundary.
+    policy: Literal["enforce", "open", "namespace"] = Field(
+        "enforce",
+        description="enforce: a namespace no DBPolicy selects is refused; open: it is allowed; namespace: no "
+        "DBPolicy is read, for a namespace-scoped install (DBOPS_CLUSTER_SCAN=false), which is its own boundary.",
     )
 
     # Validating admission webhook (policies at admission, and the audit of requests). 0: no webhook.
@@ -132,6 +136,16 @@ class Settings(BaseSettings):
     ses_region: str | None = Field(None, description="SES region (default: DBOPS_REGION).")
     notify_attempts: int = Field(3, ge=1, description="Attempts per notification before it is counted as failed.")
     notify_timeout: float = Field(10.0, gt=0, description="Seconds per notification attempt.")
+
+    @model_validator(mode="after")
+    def _policy_fits_the_scope(self) -> Self:
+        # Each the other's mistake: a cluster-wide operator that reads no DBPolicy would open every
+        # namespace; a namespace-scoped one (no cluster-wide lists) cannot read the DBPolicies it enforces.
+        if self.policy == "namespace" and self.cluster_scan:
+            raise ValueError("DBOPS_POLICY=namespace is for a namespace-scoped install: set DBOPS_CLUSTER_SCAN=false")
+        if self.policy == "namespace" and (not self.namespace or any(c in self.namespace for c in ",*?![")):
+            raise ValueError("DBOPS_POLICY=namespace needs DBOPS_NAMESPACE to be the one namespace it runs in")
+        return self
 
 
 @lru_cache(maxsize=1)

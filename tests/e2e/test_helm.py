@@ -96,6 +96,8 @@ def test_schema_refuses_what_the_operator_would_not_take(helm: pathlib.Path, tmp
         ({"image": {"digest": "latest"}}, "/image/digest"),
         ({"aws": {"identity": "irsa", "roleArn": ""}}, "/aws/roleArn"),
         ({"tpyo": True}, "tpyo"),
+        # namespace is the namespace scope's own (no DBPolicy readable), never a cluster-wide choice.
+        ({"policy": {"mode": "namespace"}}, "/policy/mode"),
     ):
         path = tmp_path / "bad.yaml"
         path.write_text(yaml.safe_dump(bad))
@@ -203,6 +205,18 @@ def test_namespace_scope_installs_nothing_cluster_wide(helm: pathlib.Path, tmp_p
     env = one(docs, "Deployment", "dbops")["spec"]["template"]["spec"]["containers"][0]["env"]
     assert {"name": "DBOPS_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}} in env
     assert not [e for e in env if e["name"].startswith("DBOPS_WEBHOOK")]
+    # No DBPolicy is readable with a Role: the install says so, whatever policy.mode is.
+    assert {"name": "DBOPS_POLICY", "value": "namespace"} in env
+    opened = template(helm, tmp_path, {"policy": {"mode": "open"}})
+    assert {"name": "DBOPS_POLICY", "value": "open"} in deployment_env(opened)
+    assert {"MutatingAdmissionPolicy", "MutatingAdmissionPolicyBinding"} <= {d["kind"] for d in opened}
+    unstamped = template(helm, tmp_path, {"policy": {"stampRequester": False}})
+    assert not {d["kind"] for d in unstamped} & {"MutatingAdmissionPolicy", "MutatingAdmissionPolicyBinding"}
+
+
+def deployment_env(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    env: list[dict[str, Any]] = one(docs, "Deployment", "dbops")["spec"]["template"]["spec"]["containers"][0]["env"]
+    return env
 
 
 def test_argocd_example_application_renders_the_chart(

@@ -39,7 +39,10 @@ def test_shipped_crds_are_the_generated_ones() -> None:
 
 def test_crds_ship_apart_and_argo_cd_never_prunes_or_deletes_them(cluster: Cluster, third_party_crds: None) -> None:
     crds = render(cluster, ROOT / "manifests" / "crds")
-    assert sorted(d["metadata"]["name"] for d in crds) == ["dbattaches.dbops.dev", "dbrestores.dbops.dev"]
+    assert sorted(d["metadata"]["name"] for d in crds) == sorted(
+        yaml.safe_load(p.read_text())["metadata"]["name"] for p in (ROOT / "crds").glob("*.yaml")
+    )
+    assert len(crds) == 4  # DBRestore, DBAttach, DBRestoreSchedule, DBPolicy
     for crd in crds:
         assert crd["metadata"]["annotations"]["argocd.argoproj.io/sync-options"] == "Prune=false,Delete=false"
         assert (
@@ -184,9 +187,11 @@ def test_rbac_is_least_privilege(cluster: Cluster) -> None:
     everything = "\n".join(json.dumps(r) for r in operator["rules"])
     assert "*" not in everything and "secrets" not in everything
     assert not any(resource in {"leases", "kopfpeerings", "clusterkopfpeerings"} for _, resource, _ in granted)
-    assert not any(
-        verb in {"delete", "deletecollection", "update", "escalate", "bind", "impersonate"} for *_, verb in granted
-    )
+    assert not any(verb in {"deletecollection", "update", "escalate", "bind", "impersonate"} for *_, verb in granted)
+    # It deletes nothing but the DBRestores a DBRestoreSchedule ran (beyond its history limits), and
+    # creates no dbops.dev object but those runs.
+    assert {(g, r) for g, r, v in granted if v == "delete"} == {("dbops.dev", "dbrestores")}
+    assert {r for g, r, v in granted if v == "create" and g == "dbops.dev"} == {"dbrestores"}
     binding = one(docs, "ClusterRoleBinding", "dbops-operator")
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "dbops", "namespace": NAMESPACE}]
     # Leader election: its own Lease, in its own namespace, by a Role (never cluster-wide).
@@ -222,7 +227,7 @@ def test_rbac_is_least_privilege(cluster: Cluster) -> None:
     assert writer["rules"] == [
         {"apiGroups": [""], "resources": ["secrets", "configmaps"], "verbs": ["get", "create", "update", "delete"]}
     ]
-    assert not [d for d in docs if d["kind"].endswith("Binding") and d["roleRef"]["name"] == "dbops-connection-writer"]
+    assert not [d for d in bindings if d["roleRef"]["name"] == "dbops-connection-writer"]
 
 
 def test_aggregated_roles_match_the_built_in_roles_selectors(cluster: Cluster) -> None:

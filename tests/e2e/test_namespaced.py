@@ -53,7 +53,12 @@ def test_namespaced_install_reconciles_in_its_namespace_only(
     )
     fake_aws.reset_calls()  # the orphan's restore above is the test's, not the operator's
     assert {"name": "DBOPS_CLUSTER_SCAN", "value": "false"} in env
-    own_operator.env.update(KUBECONFIG=str(sa_config), DBOPS_NAMESPACE=own_namespace, DBOPS_CLUSTER_SCAN="false")
+    # Tenancy: no DBPolicy is readable with the Role; the overlay says so rather than leaving it open.
+    assert {"name": "DBOPS_POLICY", "value": "namespace"} in env
+    assert not can_i(cluster, sa_config, "list", "dbpolicies.dbops.dev")
+    own_operator.env.update(
+        KUBECONFIG=str(sa_config), DBOPS_NAMESPACE=own_namespace, DBOPS_CLUSTER_SCAN="false", DBOPS_POLICY="namespace"
+    )
     own_operator.start()
     cluster.apply(dbrestore("r", own_namespace, {"dbSnapshot": src.snapshot_identifier}, "orders-team"))
     obj = wait_phase(cluster, "r", own_namespace, "Available", "Failed", timeout=120)
@@ -66,6 +71,7 @@ def test_namespaced_install_reconciles_in_its_namespace_only(
     log = own_operator.tail(200_000)
     assert "orphaned database: " in log and "ghost-copy" in log, log[-4000:]
     assert "Forbidden" not in log and "orphan sweep skipped" not in log, log[-4000:]
+    assert "DBOPS_POLICY=namespace: no DBPolicy is read" in log, log[-4000:]
     untouched = cluster.get("dbrestore", "elsewhere", other)
     assert not untouched.get("status") and not untouched["metadata"].get("finalizers")
     assert fake_aws.calls()["RestoreDBInstanceFromDBSnapshot"] == 1

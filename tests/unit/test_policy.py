@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from dbops.attach import tenancy as attach_tenancy
 from dbops.core.types import KIND_TAG, NAMESPACE_TAG, Call, SpecError
@@ -403,3 +404,21 @@ def test_the_databases_owned_limit_counts_restores_and_readers() -> None:
     assert quota.room(me, [*held, me], {}, limits, quota.Grant("DBRestore", 1, True)) is not None
     assert quota.room(me, [*held[:2], me], {}, limits, quota.Grant("DBRestore", 1, True)) is None
     assert quota.settled(None, quota.Grant("DBRestore", 1, True))  # gone: the grant goes too
+
+
+def test_policy_namespace_only_for_a_namespace_scoped_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    """DBOPS_POLICY=namespace reads no DBPolicy: a cluster-wide operator with it would open every namespace."""
+    from dbops.settings import Settings
+
+    for name in ("DBOPS_POLICY", "DBOPS_CLUSTER_SCAN", "DBOPS_NAMESPACE"):
+        monkeypatch.delenv(name, raising=False)
+    ok = Settings(policy="namespace", cluster_scan=False, namespace="team-a")
+    assert ok.policy == "namespace"
+    for bad, words in (
+        ({"cluster_scan": True, "namespace": "team-a"}, "DBOPS_CLUSTER_SCAN=false"),
+        ({"cluster_scan": False, "namespace": ""}, "DBOPS_NAMESPACE"),
+        ({"cluster_scan": False, "namespace": "team-*"}, "DBOPS_NAMESPACE"),
+        ({"cluster_scan": False, "namespace": "team-a,team-b"}, "DBOPS_NAMESPACE"),
+    ):
+        with pytest.raises(ValidationError, match=words):
+            Settings(policy="namespace", **bad)

@@ -210,10 +210,12 @@ def _mysql_tls(t: Target) -> ssl.SSLContext | None:
     if t.mode == "disable":
         return None
     ctx = ssl.create_default_context(cafile=t.ca_file) if t.ca_file else ssl.create_default_context()
+    # Weaker than verify-full only where the DBRestore asks for it by name (spec.verify.tls.mode
+    # verify-ca or require, libpq's sslmode words); the default is verify-full against the RDS CA.
     if t.mode != "verify-full":
-        ctx.check_hostname = False
+        ctx.check_hostname = False  # nosemgrep: dbops-tls-verification-off
     if t.mode == "require":
-        ctx.verify_mode = ssl.CERT_NONE
+        ctx.verify_mode = ssl.CERT_NONE  # nosemgrep: dbops-tls-verification-off
     return ctx
 
 
