@@ -31,7 +31,8 @@ def test_metrics_move_during_a_restore_and_count_throttled_attempts(
     def settled() -> dict | None:
         s = scrape(operator.metrics_port)
         done = value(s, "dbops_restores_total", kind="DBRestore", outcome="available", reason="Available")
-        return s if done == value(before, "dbops_restores_total", kind="DBRestore", outcome="available") + 1 else None
+        # At least m1's: the shared operator may also be finishing an earlier test's objects.
+        return s if done >= value(before, "dbops_restores_total", kind="DBRestore", outcome="available") + 1 else None
 
     after = eventually(settled, what="the outcome counted")
     delta = lambda name, **labels: value(after, name, **labels) - value(before, name, **labels)  # noqa: E731

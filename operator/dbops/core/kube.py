@@ -168,16 +168,46 @@ class Kube:
         out: dict[str, Any] = dict(result)  # type: ignore[call-overload]
         return out
 
-    def read_secret(self, namespace: str, name: str, key: str) -> str:
+    # --- built-in kinds, by REST path ---------------------------------------------------------------------
+    # The client's generated CoreV1Api and AdmissionregistrationV1Api modules alone take about 100 MiB
+    # once imported (most of an idle operator's memory); the dozen calls dbops makes to them go through
+    # the same ApiClient (auth, TLS, retries, ApiException) by path instead.
+
+    def _rest(
+        self,
+        what: str,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        content_type: str = "application/json",
+        missing: Any = _RAISE,
+    ) -> Any:
+        """One API call by path, its answer as a dict; K8sError on a refusal or no answer, `missing`
+        for a 404 when given."""
+        api = self.api()
         try:
-            secret = kubernetes.client.CoreV1Api(self.api()).read_namespaced_secret(
-                name, namespace, _request_timeout=self.timeout
+            request = api.param_serialize(
+                method,
+                path,
+                header_params={"Accept": "application/json", "Content-Type": content_type},
+                body=body,
+                auth_settings=["BearerToken"],
             )
+            response = api.call_api(*request, _request_timeout=self.timeout)
+            response.read()  # type: ignore[no-untyped-call]
+            out = api.response_deserialize(response, {"2XX": "object"}).data
         except ApiException as exc:
-            raise _error(exc, f"Secret {namespace}/{name}") from None
-        except Exception as exc:
-            raise K8sError(f"Secret {namespace}/{name}: {type(exc).__name__}") from None
-        data = secret.data or {}
+            if exc.status == 404 and missing is not _RAISE:
+                return missing
+            raise _error(exc, what) from None
+        except Exception as exc:  # urllib3's connection errors: the API server is unreachable
+            raise K8sError(f"{what}: {type(exc).__name__}") from None
+        return out
+
+    def read_secret(self, namespace: str, name: str, key: str) -> str:
+        secret = self._rest(f"Secret {namespace}/{name}", "GET", _core_path(namespace, "secrets", name))
+        data = secret.get("data") or {}
         if key not in data:
             raise SecretKeyMissingError(f"Secret {namespace}/{name} has no key {key!r}", 404)
         value = base64.b64decode(data[key]).decode()
@@ -185,71 +215,56 @@ class Kube:
         return value
 
     def create_event(self, namespace: str, event: dict[str, Any]) -> dict[str, Any]:
-        try:
-            out = kubernetes.client.CoreV1Api(self.api()).create_namespaced_event(
-                namespace,
-                event,  # type: ignore[arg-type]
-                _request_timeout=self.timeout,
-            )
-        except ApiException as exc:
-            raise _error(exc, "event") from None
-        except Exception as exc:
-            raise K8sError(f"event: {type(exc).__name__}") from None
-        return self.api().sanitize_for_serialization(out)  # type: ignore[no-untyped-call,no-any-return]
+        out: dict[str, Any] = self._rest("event", "POST", _core_path(namespace, "events"), event)
+        return out
 
     def patch_event(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
-        try:
-            kubernetes.client.CoreV1Api(self.api()).patch_namespaced_event(
-                name, namespace, patch, _request_timeout=self.timeout
-            )
-        except ApiException as exc:
-            raise _error(exc, "event") from None
-        except Exception as exc:
-            raise K8sError(f"event: {type(exc).__name__}") from None
+        self._rest("event", "PATCH", _core_path(namespace, "events", name), patch, content_type=MERGE_PATCH)
 
-    # --- Secrets and ConfigMaps dbops writes (connection details) ----------------------------------------
+    # --- Secrets and ConfigMaps dbops writes (connection details, its own keys) --------------------------
 
     def read_core(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         """A Secret or ConfigMap as stored (Secret data base64), or None when there is none."""
-        try:
-            obj = self._core_call("read", kind, namespace, name)
-        except K8sError as err:
-            if err.status == 404:
-                return None
-            raise
-        return self.api().sanitize_for_serialization(obj)  # type: ignore[no-untyped-call,no-any-return]
+        found: dict[str, Any] | None = self._rest(
+            f"{kind} {namespace}/{name}", "GET", _core_path(namespace, CORE_PLURALS[kind], name), missing=None
+        )
+        return found
 
     def create_core(self, kind: str, namespace: str, body: dict[str, Any]) -> None:
-        self._core_call("create", kind, namespace, body["metadata"]["name"], body=body)
+        """Create; ConflictError when one of that name exists (another replica made it first)."""
+        what = f"{kind} {namespace}/{body['metadata']['name']}"
+        self._rest(what, "POST", _core_path(namespace, CORE_PLURALS[kind]), body)
 
     def replace_core(self, kind: str, namespace: str, body: dict[str, Any]) -> None:
         """PUT with the body's resourceVersion: a concurrent writer makes it fail (409), never lose."""
-        self._core_call("replace", kind, namespace, body["metadata"]["name"], body=body)
+        name = body["metadata"]["name"]
+        self._rest(f"{kind} {namespace}/{name}", "PUT", _core_path(namespace, CORE_PLURALS[kind], name), body)
 
     def delete_core(self, kind: str, namespace: str, name: str, uid: str) -> None:
         """Delete only the object of that UID (a precondition: a namesake made since is left alone)."""
-        options = kubernetes.client.V1DeleteOptions(preconditions=kubernetes.client.V1Preconditions(uid=uid))
+        options = {"apiVersion": "v1", "kind": "DeleteOptions", "preconditions": {"uid": uid}}
         try:
-            self._core_call("delete", kind, namespace, name, body=options)
+            self._rest(f"{kind} {namespace}/{name}", "DELETE", _core_path(namespace, CORE_PLURALS[kind], name), options)
         except K8sError as err:
             if err.status not in (404, 409):  # gone already, or another object of that name now
                 raise
 
-    def _core_call(self, verb: str, kind: str, namespace: str, name: str, **kwargs: Any) -> Any:
-        suffix = {"Secret": "secret", "ConfigMap": "config_map"}[kind]
-        method = getattr(kubernetes.client.CoreV1Api(self.api()), f"{verb}_namespaced_{suffix}")
-        args = (namespace,) if verb == "create" else (name, namespace)
-        try:
-            return method(*args, _request_timeout=self.timeout, **kwargs)
-        except ApiException as exc:
-            raise _error(exc, f"{kind} {namespace}/{name}") from None
-        except Exception as exc:  # urllib3's connection errors: the API server is unreachable
-            raise K8sError(f"{kind} {namespace}/{name}: {type(exc).__name__}") from None
+    def secret(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """A Secret of the operator's own (keys it keeps): its data, base64 as stored; None when absent."""
+        return self.read_core("Secret", namespace, name)
 
-    # --- tenancy and admission: cluster-scoped objects, the operator's own Secret, annotations ----------
+    def create_secret(self, namespace: str, body: dict[str, Any]) -> None:
+        """Create a Secret; ConflictError when another replica made it first (create is atomic)."""
+        self.create_core("Secret", namespace, body)
+
+    def replace_secret(self, namespace: str, body: dict[str, Any]) -> None:
+        """Replace a Secret as read (its resourceVersion: ConflictError when it changed meanwhile)."""
+        self.replace_core("Secret", namespace, body)
+
+    # --- tenancy and admission: cluster-scoped objects, annotations ---------------------------------------
 
     def _do(self, what: str, call: Any, *args: Any, missing: Any = _RAISE, **options: Any) -> Any:
-        """One API call; K8sError on a refusal or no answer, `missing` for a 404 when given."""
+        """One CustomObjectsApi call; K8sError on a refusal or no answer, `missing` for a 404 when given."""
         try:
             out = call(*args, _request_timeout=self.timeout, **options)
         except ApiException as exc:
@@ -266,7 +281,7 @@ class Kube:
         return list(found.get("items") or [])
 
     def namespaces(self) -> Items:
-        found = self._do("namespaces", kubernetes.client.CoreV1Api(self.api()).list_namespace)
+        found = self._rest("namespaces", "GET", "/api/v1/namespaces")
         return list(found.get("items") or [])
 
     def patch_cluster_status(self, plural: str, name: str, status: dict[str, Any]) -> None:
@@ -282,58 +297,52 @@ class Kube:
             is not None
         )
 
-    def secret(self, namespace: str, name: str) -> dict[str, Any] | None:
-        """A Secret of the operator's own (keys it keeps): its data, base64 as stored; None when absent."""
-        call = kubernetes.client.CoreV1Api(self.api()).read_namespaced_secret
-        found: dict[str, Any] | None = self._do(f"Secret {namespace}/{name}", call, name, namespace, missing=None)
-        return found
-
-    def create_secret(self, namespace: str, body: dict[str, Any]) -> None:
-        """Create a Secret; ConflictError when another replica made it first (create is atomic)."""
-        call = kubernetes.client.CoreV1Api(self.api()).create_namespaced_secret
-        self._do(f"Secret {namespace}/{body['metadata']['name']}", call, namespace, body)
-
-    def replace_secret(self, namespace: str, body: dict[str, Any]) -> None:
-        """Replace a Secret as read (its resourceVersion: ConflictError when it changed meanwhile)."""
-        call = kubernetes.client.CoreV1Api(self.api()).replace_namespaced_secret
-        name = body["metadata"]["name"]
-        self._do(f"Secret {namespace}/{name}", call, name, namespace, body)
-
     def webhook_configuration(self, name: str) -> dict[str, Any] | None:
-        call = kubernetes.client.AdmissionregistrationV1Api(self.api()).read_validating_webhook_configuration
-        found: dict[str, Any] | None = self._do(f"ValidatingWebhookConfiguration {name}", call, name, missing=None)
+        what = f"ValidatingWebhookConfiguration {name}"
+        found: dict[str, Any] | None = self._rest(what, "GET", _admission_path(VALIDATING, name), missing=None)
         return found
 
     def put_webhook_configuration(self, body: dict[str, Any]) -> None:
         """Create the configuration, or set its webhooks (a merge patch: the list is replaced whole)."""
-        api = kubernetes.client.AdmissionregistrationV1Api(self.api())
-        name, what = body["metadata"]["name"], f"ValidatingWebhookConfiguration {body['metadata']['name']}"
+        name = body["metadata"]["name"]
+        what = f"ValidatingWebhookConfiguration {name}"
         if self.webhook_configuration(name) is None:
             try:
-                self._do(what, api.create_validating_webhook_configuration, body)
+                self._rest(what, "POST", _admission_path(VALIDATING), body)
                 return
             except ConflictError:  # another replica created it meanwhile: set ours
                 pass
         patch = {"webhooks": body["webhooks"]}
-        self._do(what, api.patch_validating_webhook_configuration, name, patch, _content_type=MERGE_PATCH)
+        self._rest(what, "PATCH", _admission_path(VALIDATING, name), patch, content_type=MERGE_PATCH)
 
     def empty_mutating_webhooks(self, name: str) -> None:
         """An older dbops' mutating webhook (fail-closed): left without webhooks, if it is there."""
-        api = kubernetes.client.AdmissionregistrationV1Api(self.api())
-        what = f"MutatingWebhookConfiguration {name}"
-        found = self._do(what, api.read_mutating_webhook_configuration, name, missing=None)
+        what, path = f"MutatingWebhookConfiguration {name}", _admission_path(MUTATING, name)
+        found = self._rest(what, "GET", path, missing=None)
         if found and found.get("webhooks"):
-            self._do(what, api.patch_mutating_webhook_configuration, name, {"webhooks": []}, _content_type=MERGE_PATCH)
+            self._rest(what, "PATCH", path, {"webhooks": []}, content_type=MERGE_PATCH)
 
     def admission_policy_installed(self, name: str) -> bool:
         """The MutatingAdmissionPolicy `name` and its binding of the same name are in place (the API
         server stamps the requester then: a user cannot write it)."""
-        api = kubernetes.client.AdmissionregistrationV1Api(self.api())
-        policy = self._do(f"MutatingAdmissionPolicy {name}", api.read_mutating_admission_policy, name, missing=None)
-        binding = self._do(
-            f"MutatingAdmissionPolicyBinding {name}", api.read_mutating_admission_policy_binding, name, missing=None
-        )
-        return policy is not None and binding is not None
+        found = [
+            self._rest(f"{plural} {name}", "GET", _admission_path(plural, name), missing=None)
+            for plural in ("mutatingadmissionpolicies", "mutatingadmissionpolicybindings")
+        ]
+        return all(f is not None for f in found)
+
+
+CORE_PLURALS = {"Secret": "secrets", "ConfigMap": "configmaps"}
+VALIDATING = "validatingwebhookconfigurations"
+MUTATING = "mutatingwebhookconfigurations"
+
+
+def _core_path(namespace: str, plural: str, name: str = "") -> str:
+    return f"/api/v1/namespaces/{namespace}/{plural}" + (f"/{name}" if name else "")
+
+
+def _admission_path(plural: str, name: str = "") -> str:
+    return f"/apis/admissionregistration.k8s.io/v1/{plural}" + (f"/{name}" if name else "")
 
 
 class SecretKeyMissingError(K8sError):
