@@ -117,11 +117,11 @@ class SlackServer:
 
 
 def grant(cluster: Cluster, namespace: str, *users: str) -> None:
-    """Let `users` manage DBRestores and DBAttaches in `namespace`."""
+    """Let `users` manage DBRestores, DBAttaches and DBRestoreSchedules in `namespace`."""
     rules = [
         {
             "apiGroups": ["dbops.dev"],
-            "resources": ["dbrestores", "dbattaches"],
+            "resources": ["dbrestores", "dbattaches", "dbrestoreschedules"],
             "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"],
         }
     ]

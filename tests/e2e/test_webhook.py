@@ -180,6 +180,45 @@ def test_the_audit_trail_names_who_created_updated_and_deleted(
 # --- who asked must be true -------------------------------------------------------------------------------
 
 
+def test_who_set_up_a_schedule_is_stamped_by_the_api_server(cluster: Cluster, own_namespace: str) -> None:
+    """A drill's records name the schedule's requester: the API server's policy writes it (no operator
+    needed), so that what alice claims in her request never reaches the audit trail."""
+    grant(cluster, own_namespace, "alice", "bob")
+    schedule = {
+        "apiVersion": "dbops.dev/v1alpha1",
+        "kind": "DBRestoreSchedule",
+        "metadata": {"name": "drill", "namespace": own_namespace, "annotations": {REQUESTED_BY: FORGED}},
+        "spec": {
+            "schedule": "0 3 * * 1",
+            "suspend": True,
+            "template": {
+                "source": {"latestSnapshot": {"dbInstance": "orders"}},
+                "target": {"identifier": "orders-drill"},
+                "deletionPolicy": "Delete",
+                "ttl": "2h",
+            },
+        },
+    }
+    cluster.apply(schedule, user="alice")
+    assert requested_by(cluster, "dbrestoreschedule", "drill", own_namespace)["username"] == "alice"
+
+    def patch(user: str, body: dict[str, Any]) -> None:
+        args = ("patch", "dbrestoreschedule", "drill", "-n", own_namespace, "--type=merge", "-p", json.dumps(body))
+        cluster.kubectl(*args, user=user)
+
+    patch("bob", {"spec": {"schedule": "0 4 * * 1"}})  # bob changes what runs: the requester is bob now
+    assert requested_by(cluster, "dbrestoreschedule", "drill", own_namespace)["username"] == "bob"
+    patch("alice", {"metadata": {"annotations": {REQUESTED_BY: FORGED}}})  # a forged stamp alone: undone
+    patch("alice", {"metadata": {"labels": {"team": "a"}}})  # a label is no request: bob stays
+    assert requested_by(cluster, "dbrestoreschedule", "drill", own_namespace)["username"] == "bob"
+    patch("alice", {"metadata": {"annotations": {"dbops.dev/run-now": "1"}}})  # asking for a run now is one
+    assert requested_by(cluster, "dbrestoreschedule", "drill", own_namespace) == {
+        "username": "alice",
+        "groups": ["dbops-users", "team-a", "system:authenticated"],
+    }
+    cluster.kubectl("delete", "dbrestoreschedule", "drill", "-n", own_namespace)
+
+
 def review(obj: dict[str, Any], operation: str, username: str) -> dict[str, Any]:
     """An AdmissionReview as the API server would send it, for anyone to forge."""
     return {

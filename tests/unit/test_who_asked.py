@@ -4,7 +4,10 @@ proven shown as unverified, and stored fields bounded."""
 from __future__ import annotations
 
 import json
+import pathlib
 from typing import Any
+
+import yaml
 
 from dbops import audit
 from dbops.core import keys, report
@@ -78,3 +81,16 @@ def test_the_table_says_unverified() -> None:
     rows = [{"requester": "bob", "requester_verified": False}, {"requester": "alice", "requester_verified": True}]
     table = audit.render_table(rows, ("requester",)).splitlines()
     assert table[1:] == ["bob(unverified)", "alice"]
+
+
+def test_the_api_server_stamps_the_requester_on_every_kind_whose_records_name_one() -> None:
+    """The operator reads dbops.dev/requested-by from any namespaced kind it records (schedules too) and
+    calls it verified while the policy is installed: a kind the policy does not match would let its
+    user write the name the audit trail shows."""
+    root = pathlib.Path(__file__).resolve().parents[2]
+    crds = [yaml.safe_load(p.read_text()) for p in sorted((root / "crds").glob("*.yaml"))]
+    namespaced = {c["spec"]["names"]["plural"] for c in crds if c["spec"]["scope"] == "Namespaced"}
+    policy = next(yaml.safe_load_all((root / "manifests" / "base" / "admission-requested-by.yaml").read_text()))
+    (rule,) = policy["spec"]["matchConstraints"]["resourceRules"]
+    assert set(rule["resources"]) == namespaced == {"dbrestores", "dbattaches", "dbrestoreschedules"}
+    assert set(rule["operations"]) == {"CREATE", "UPDATE"}
