@@ -59,15 +59,15 @@ def _canonical(payload: dict[str, Any]) -> bytes:
 
 def load_or_create(kube: Kube, namespace: str, name: str, hostnames: list[str]) -> Keys:
     """The keys of Secret namespace/name, made (or renewed) here when missing (or about to expire)."""
-    found = kube.secret(namespace, name)
+    found = kube.read_core("Secret", namespace, name)
     if found is None:
         body = _secret(name, _fresh(hostnames, secrets.token_bytes(32)))
         try:
-            kube.create_secret(namespace, body)
+            kube.create_core("Secret", namespace, body)
             log.info("created the keys Secret %s/%s (webhook certificate, signing key)", namespace, name)
             return _keys(body)
         except ConflictError:  # another replica created it first: use its keys
-            found = kube.secret(namespace, name)
+            found = kube.read_core("Secret", namespace, name)
     if found is None:
         raise RuntimeError(f"Secret {namespace}/{name} could neither be created nor read")
     keys = _keys(found)
@@ -80,11 +80,11 @@ def _renew(kube: Kube, namespace: str, found: dict[str, Any], keys: Keys, hostna
     renewed = _fresh(hostnames, keys.signing_key, previous=keys.cert_pem)
     body = {**_secret(found["metadata"]["name"], renewed), "metadata": found["metadata"]}
     try:
-        kube.replace_secret(namespace, body)
+        kube.replace_core("Secret", namespace, body)
         log.info("renewed the webhook certificate in Secret %s/%s", namespace, found["metadata"]["name"])
         return renewed
     except ConflictError:  # renewed by another replica meanwhile
-        again = kube.secret(namespace, found["metadata"]["name"])
+        again = kube.read_core("Secret", namespace, found["metadata"]["name"])
         return _keys(again) if again else keys
 
 

@@ -66,61 +66,35 @@ class Kube:
 
     def get(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
         """An object as the API server has it now, or None when there is none of that name."""
-        try:
-            obj = self._custom().get_namespaced_custom_object(
-                GROUP, VERSION, namespace, plural, name, _request_timeout=self.timeout
-            )
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise _error(exc, f"{plural} {namespace}/{name}") from None
-        except Exception as exc:  # urllib3's connection errors: the API server is unreachable
-            raise K8sError(f"{plural} {namespace}/{name}: {type(exc).__name__}") from None
-        result: dict[str, Any] = dict(obj)  # type: ignore[call-overload]
-        return result
+        call = self._custom().get_namespaced_custom_object
+        found: dict[str, Any] | None = self._do(
+            f"{plural} {namespace}/{name}", call, GROUP, VERSION, namespace, plural, name, missing=None
+        )
+        return found
 
-    def list_in(self, plural: str, namespace: str, selector: str) -> list[dict[str, Any]]:
+    def list_in(self, plural: str, namespace: str, selector: str) -> Items:
         """The objects of a namespace with the labels `selector` selects (e.g. a schedule's runs)."""
-        try:
-            found = self._custom().list_namespaced_custom_object(
-                GROUP, VERSION, namespace, plural, label_selector=selector, _request_timeout=self.timeout
-            )
-        except ApiException as exc:
-            raise _error(exc, f"{plural} in {namespace}") from None
-        except Exception as exc:
-            raise K8sError(f"{plural} in {namespace}: {type(exc).__name__}") from None
-        items: list[dict[str, Any]] = dict(found).get("items") or []  # type: ignore[call-overload]
-        return items
+        call = self._custom().list_namespaced_custom_object
+        found = self._do(f"{plural} in {namespace}", call, GROUP, VERSION, namespace, plural, label_selector=selector)
+        return list(found.get("items") or [])
 
-    def list(self, plural: str, namespace: str | None = None) -> list[dict[str, Any]]:
+    def list(self, plural: str, namespace: str | None = None) -> Items:
         """Every object of a kind, cluster-wide, or in one namespace (what a Role allows)."""
-        try:
-            if namespace:
-                found = self._custom().list_namespaced_custom_object(
-                    GROUP, VERSION, namespace, plural, _request_timeout=self.timeout
-                )
-            else:
-                found = self._custom().list_cluster_custom_object(GROUP, VERSION, plural, _request_timeout=self.timeout)
-        except ApiException as exc:
-            raise _error(exc, plural) from None
-        except Exception as exc:
-            raise K8sError(f"{plural}: {type(exc).__name__}") from None
-        items: list[dict[str, Any]] = dict(found).get("items") or []  # type: ignore[call-overload]
-        return items
+        api = self._custom()
+        if namespace:
+            found = self._do(plural, api.list_namespaced_custom_object, GROUP, VERSION, namespace, plural)
+        else:
+            found = self._do(plural, api.list_cluster_custom_object, GROUP, VERSION, plural)
+        return list(found.get("items") or [])
 
     def create(self, plural: str, namespace: str, body: dict[str, Any]) -> bool:
         """Create an object; False when one of that name exists already (names are how a creator that
         restarted knows it made one: it never makes a second)."""
+        call = self._custom().create_namespaced_custom_object
         try:
-            self._custom().create_namespaced_custom_object(
-                GROUP, VERSION, namespace, plural, body, _request_timeout=self.timeout
-            )
-        except ApiException as exc:
-            if exc.status == 409:
-                return False
-            raise _error(exc, f"{plural} {namespace}/{body['metadata']['name']}") from None
-        except Exception as exc:
-            raise K8sError(f"{plural} {namespace}: {type(exc).__name__}") from None
+            self._do(f"{plural} {namespace}/{body['metadata']['name']}", call, GROUP, VERSION, namespace, plural, body)
+        except ConflictError:
+            return False
         return True
 
     def delete(self, plural: str, namespace: str, name: str, uid: str) -> None:
@@ -128,20 +102,20 @@ class Kube:
         options = kubernetes.client.V1DeleteOptions(
             preconditions=kubernetes.client.V1Preconditions(uid=uid), propagation_policy="Background"
         )
+        call = self._custom().delete_namespaced_custom_object
         try:
-            self._custom().delete_namespaced_custom_object(
-                GROUP, VERSION, namespace, plural, name, body=options, _request_timeout=self.timeout
-            )
-        except ApiException as exc:
-            if exc.status in (404, 409):  # gone, or another object of that name now: not ours to delete
-                return
-            raise _error(exc, f"{plural} {namespace}/{name}") from None
-        except Exception as exc:
-            raise K8sError(f"{plural} {namespace}/{name}: {type(exc).__name__}") from None
+            self._do(f"{plural} {namespace}/{name}", call, GROUP, VERSION, namespace, plural, name, body=options)
+        except K8sError as err:
+            if err.status not in (404, 409):  # gone, or another object of that name now: not ours to delete
+                raise
 
     def patch_status(self, plural: str, namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any]:
         """Merge-patch the status subresource with the whole status (None removes a field)."""
-        return self._patch(plural, namespace, name, {"status": status}, status_subresource=True)
+        call = self._custom().patch_namespaced_custom_object_status
+        out: dict[str, Any] = self._do(
+            f"{plural} {namespace}/{name}", call, GROUP, VERSION, namespace, plural, name, {"status": status}
+        )
+        return out
 
     def set_finalizer(self, plural: str, body: dict[str, Any], present: bool) -> dict[str, Any]:
         """Add or remove dbops' finalizer, only if the object is still the version read (a merge
@@ -152,21 +126,24 @@ class Kube:
         if wanted == current:
             return body
         patch = {"metadata": {"resourceVersion": meta["resourceVersion"], "finalizers": wanted}}
-        return self._patch(plural, meta["namespace"], meta["name"], patch, status_subresource=False)
-
-    def _patch(
-        self, plural: str, namespace: str, name: str, patch: dict[str, Any], status_subresource: bool
-    ) -> dict[str, Any]:
-        api = self._custom()
-        call = api.patch_namespaced_custom_object_status if status_subresource else api.patch_namespaced_custom_object
-        try:
-            result = call(GROUP, VERSION, namespace, plural, name, patch, _request_timeout=self.timeout)
-        except ApiException as exc:
-            raise _error(exc, f"{plural} {namespace}/{name}") from None
-        except Exception as exc:
-            raise K8sError(f"{plural} {namespace}/{name}: {type(exc).__name__}") from None
-        out: dict[str, Any] = dict(result)  # type: ignore[call-overload]
+        call = self._custom().patch_namespaced_custom_object
+        name, namespace = meta["name"], meta["namespace"]
+        what = f"{plural} {namespace}/{name}"
+        out: dict[str, Any] = self._do(what, call, GROUP, VERSION, namespace, plural, name, patch)
         return out
+
+    def _do(self, what: str, call: Any, *args: Any, missing: Any = _RAISE, **options: Any) -> Any:
+        """One CustomObjectsApi call, its answer as plain data; K8sError on a refusal or no answer,
+        `missing` for a 404 when given."""
+        try:
+            out = call(*args, _request_timeout=self.timeout, **options)
+        except ApiException as exc:
+            if exc.status == 404 and missing is not _RAISE:
+                return missing
+            raise _error(exc, what) from None
+        except Exception as exc:  # urllib3's connection errors: the API server is unreachable
+            raise K8sError(f"{what}: {type(exc).__name__}") from None
+        return self.api().sanitize_for_serialization(out)  # type: ignore[no-untyped-call]
 
     # --- built-in kinds, by REST path ---------------------------------------------------------------------
     # The client's generated CoreV1Api and AdmissionregistrationV1Api modules alone take about 100 MiB
@@ -186,24 +163,15 @@ class Kube:
         """One API call by path, its answer as a dict; K8sError on a refusal or no answer, `missing`
         for a 404 when given."""
         api = self.api()
-        try:
-            request = api.param_serialize(
-                method,
-                path,
-                header_params={"Accept": "application/json", "Content-Type": content_type},
-                body=body,
-                auth_settings=["BearerToken"],
-            )
-            response = api.call_api(*request, _request_timeout=self.timeout)
+        headers = {"Accept": "application/json", "Content-Type": content_type}
+
+        def send(_request_timeout: float) -> Any:
+            request = api.param_serialize(method, path, header_params=headers, body=body, auth_settings=["BearerToken"])
+            response = api.call_api(*request, _request_timeout=_request_timeout)
             response.read()  # type: ignore[no-untyped-call]
-            out = api.response_deserialize(response, {"2XX": "object"}).data
-        except ApiException as exc:
-            if exc.status == 404 and missing is not _RAISE:
-                return missing
-            raise _error(exc, what) from None
-        except Exception as exc:  # urllib3's connection errors: the API server is unreachable
-            raise K8sError(f"{what}: {type(exc).__name__}") from None
-        return out
+            return api.response_deserialize(response, {"2XX": "object"}).data
+
+        return self._do(what, send, missing=missing)
 
     def read_secret(self, namespace: str, name: str, key: str) -> str:
         secret = self._rest(f"Secret {namespace}/{name}", "GET", _core_path(namespace, "secrets", name))
@@ -249,31 +217,7 @@ class Kube:
             if err.status not in (404, 409):  # gone already, or another object of that name now
                 raise
 
-    def secret(self, namespace: str, name: str) -> dict[str, Any] | None:
-        """A Secret of the operator's own (keys it keeps): its data, base64 as stored; None when absent."""
-        return self.read_core("Secret", namespace, name)
-
-    def create_secret(self, namespace: str, body: dict[str, Any]) -> None:
-        """Create a Secret; ConflictError when another replica made it first (create is atomic)."""
-        self.create_core("Secret", namespace, body)
-
-    def replace_secret(self, namespace: str, body: dict[str, Any]) -> None:
-        """Replace a Secret as read (its resourceVersion: ConflictError when it changed meanwhile)."""
-        self.replace_core("Secret", namespace, body)
-
     # --- tenancy and admission: cluster-scoped objects, annotations ---------------------------------------
-
-    def _do(self, what: str, call: Any, *args: Any, missing: Any = _RAISE, **options: Any) -> Any:
-        """One CustomObjectsApi call; K8sError on a refusal or no answer, `missing` for a 404 when given."""
-        try:
-            out = call(*args, _request_timeout=self.timeout, **options)
-        except ApiException as exc:
-            if exc.status == 404 and missing is not _RAISE:
-                return missing
-            raise _error(exc, what) from None
-        except Exception as exc:
-            raise K8sError(f"{what}: {type(exc).__name__}") from None
-        return self.api().sanitize_for_serialization(out)  # type: ignore[no-untyped-call]
 
     def list_all(self, plural: str) -> Items:
         """Every object of a cluster-scoped kind of dbops (DBPolicy)."""
