@@ -233,3 +233,28 @@ def test_an_endpoint_of_another_account_does_not_resolve_to_a_namesake(
         )
         == 0
     )
+
+
+LIFECYCLE = (None, "Pending", "Restoring", "Available")
+
+
+def test_a_burst_of_objects_tells_each_step_once_and_never_goes_back(
+    cluster: Cluster, operator: Operator, fake_aws: FakeAWS, namespace: str
+) -> None:
+    """Many objects at once: a pass that follows the operator's own status write before the watch has
+    brought it back must act on what was written, not on the older version (which would write Pending
+    again, tell "requested" twice, and show a watcher a phase going back)."""
+    src = seed_instance(fake_aws.client("rds"), "burst")
+    fake_aws.configure(create_seconds=2)
+    names = [f"b{n:02d}" for n in range(30)]
+    docs = [dbrestore(n, namespace, {"dbSnapshot": src.snapshot_identifier}, f"burst-{n}") for n in names]
+    with Watch(cluster, "dbrestore", namespace) as watch:
+        cluster.kubectl("apply", "-f", "-", input="\n---\n".join(json.dumps(d) for d in docs))
+        for n in names:
+            wait_phase(cluster, n, namespace, "Available", timeout=180)
+    for n in names:
+        phases = [(o.get("status") or {}).get("phase") for o in watch.objects if o["metadata"]["name"] == n]
+        steps = [LIFECYCLE.index(p) for p in phases]
+        assert steps == sorted(steps), (n, phases)
+        told = [e for e in cluster.events(namespace, n) if e["reason"] == "Accepted"]
+        assert [e["count"] for e in told] == [1], (n, told)

@@ -147,6 +147,10 @@ class _Memory:
     failure: dict[str, Any] | None = None  # the status written for it
     attempts: int = 0  # consecutive transient failures, for the backoff
     body: bytes = b""  # the object as last seen by the watch (compact JSON, trimmed)
+    # The object as this process last wrote (or read) it, and the watch's version it is newer than: until
+    # the watch brings anything past that version, the next pass starts from this one, not from the
+    # older version (which would do again what the pass just did: Pending written and told twice).
+    written: tuple[str, bytes] | None = None
 
 
 class Reconciler:
@@ -195,6 +199,8 @@ class Reconciler:
             changed = mem.trigger != trigger or mem.status != status
             mem.trigger = trigger
             mem.body = _compact(body)
+            if mem.written is not None and mem.written[0] != meta.get("resourceVersion"):
+                mem.written = None  # the watch moved past the version the write was newer than
         if changed:
             self.queue.add(key)
 
@@ -273,7 +279,8 @@ class Reconciler:
         """One pass; returns the seconds until the next one (None: the object is gone)."""
         with self._lock:
             mem = self.memory.get(key)
-            raw = mem.body if mem else b""
+            raw = (mem.written[1] if mem.written else mem.body) if mem else b""
+            watched = _version(mem.body) if mem else None
         if not raw:
             return None
         body = json.loads(raw)
@@ -281,6 +288,13 @@ class Reconciler:
         p = Pass(self.services, controller, body)
         self.passes += 1
         paced_seconds(reset=True)
+        try:
+            return self._run(key, p)
+        finally:
+            self._remember_body(key, watched, body, p.body)
+
+    def _run(self, key: Key, p: Pass) -> float | None:
+        controller = p.controller
         try:
             if p.deleting:
                 return self._finalize(key, p)
@@ -372,6 +386,17 @@ class Reconciler:
             if mem is not None:
                 mem.status = fingerprint(written.get("status"))
         p.body = written  # the whole object as stored now (its resourceVersion for the next write)
+
+    def _remember_body(self, key: Key, watched: str | None, started: dict[str, Any], now: dict[str, Any]) -> None:
+        """After a pass that wrote (or read fresh): the object as it is now, for the next pass, unless the
+        watch brought a version meanwhile (then the watch is the one to trust)."""
+        version = now.get("metadata", {}).get("resourceVersion")
+        if version == started.get("metadata", {}).get("resourceVersion"):
+            return
+        with self._lock:
+            mem = self.memory.get(key)
+            if mem is not None and watched is not None and _version(mem.body) == watched != version:
+                mem.written = (watched, _compact(now))
 
     def _remember_status(self, key: Key, status: dict[str, Any]) -> None:
         with self._lock:
@@ -503,6 +528,13 @@ def _trigger(body: dict[str, Any]) -> bytes:
 
 
 _DROP_ANNOTATIONS = ("kubectl.kubernetes.io/last-applied-configuration",)
+
+
+def _version(compact: bytes) -> str | None:
+    if not compact:
+        return None
+    version = (json.loads(compact).get("metadata") or {}).get("resourceVersion")
+    return str(version) if version else None
 
 
 def _compact(body: dict[str, Any]) -> bytes:
