@@ -39,6 +39,7 @@ from dbops.settings import Settings, get
 log = logging.getLogger(__name__)
 PLURALS = ("dbrestores", "dbattaches", "dbrestoreschedules")
 SERVICE_ACCOUNT_NAMESPACE = pathlib.Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+PASS_DRAIN_SECONDS = 20.0  # how long a stopping replica waits for its passes in flight
 
 
 @dataclass
@@ -195,7 +196,9 @@ async def shutdown(memo: kopf.Memo, **_: Any) -> None:
         return
     services.health.ready.clear()
     services.stop.set()
-    services.reconciler.stop()
+    # Passes in flight end first (an AWS call and its status write take seconds; the pod's grace is 60 s).
+    if not await asyncio.to_thread(services.reconciler.stop, PASS_DRAIN_SECONDS):
+        log.warning("a pass was still running after %.0fs; stopping anyway", PASS_DRAIN_SECONDS)
     if services.leadership is not None:
         await asyncio.to_thread(services.leadership.release)
     services.notifier.shutdown()

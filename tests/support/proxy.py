@@ -3,24 +3,30 @@ as by an endpoint that is down), `hang` (accepted, never answered, as by an over
 
 The operator knows only AWS_ENDPOINT_URL: pointing it at the proxy is how a test puts a network between
 the two.
+
+With several upstreams (`route`), it is a Service as kube-proxy makes one: each new connection goes to
+the next endpoint in turn, established ones stay where they are when the endpoints change.
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import socket
 import threading
 from collections.abc import Iterator
 from typing import Literal
 
 Mode = Literal["pass", "refuse", "hang"]
+Address = tuple[str, int]
 
 
 class Proxy:
-    def __init__(self, upstream_port: int) -> None:
-        self.upstream = ("127.0.0.1", upstream_port)
+    def __init__(self, upstream_port: int | None, listen_port: int = 0) -> None:
+        self.upstreams: list[Address] = [] if upstream_port is None else [("127.0.0.1", upstream_port)]
+        self._turn = itertools.count()
         self.mode: Mode = "pass"
-        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener = socket.create_server(("127.0.0.1", listen_port))
         self.port = int(self._listener.getsockname()[1])
         self._open: set[socket.socket] = set()
         self._lock = threading.Lock()
@@ -39,6 +45,11 @@ class Proxy:
         for sock in sockets:
             with contextlib.suppress(OSError):
                 sock.close()
+
+    def route(self, *upstreams: Address) -> None:
+        """Where new connections go from now on, in turn; none: each is closed at once (a Service without
+        endpoints). Open connections are not cut: kube-proxy leaves established ones alone."""
+        self.upstreams = list(upstreams)
 
     def close(self) -> None:
         self._closed = True
@@ -64,8 +75,11 @@ class Proxy:
             self._open.update(sockets)
 
     def _serve(self, client: socket.socket) -> None:
+        upstreams = self.upstreams
         try:
-            upstream = socket.create_connection(self.upstream, timeout=30)
+            if not upstreams:
+                raise ConnectionRefusedError
+            upstream = socket.create_connection(upstreams[next(self._turn) % len(upstreams)], timeout=30)
         except OSError:
             client.close()
             return

@@ -229,9 +229,17 @@ class Reconciler:
             thread.start()
             self._threads.append(thread)
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 0.0) -> bool:
+        """Take no more passes, and wait up to `timeout` seconds for those in flight: a replica that
+        stops hands the Lease back only after its last pass has written (else the next leader runs a
+        pass of the same object beside it) and closes the audit trail after that pass's records (else
+        they stay in the spool of a pod that is gone). True when no pass is still running."""
         self._stop.set()
         self.queue.close()
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        return not any(thread.is_alive() for thread in self._threads)
 
     def _work(self) -> None:
         while not self._stop.is_set():
