@@ -11,8 +11,8 @@ The test cluster has no kubelet and no Service routing, and a webhook URL names 
   address of its own, 127.0.0.N:P (DBOPS_WEBHOOK_ADDR), as a pod on its pod IP. The forwarder's
   endpoints are the replicas whose /readyz answered 200 (readinessProbe, EndpointSlice controller);
 - the rollout, as the Deployment controller and the kubelet do it: start a new replica, wait until it is
-  ready, add it to the endpoints, SIGTERM an old one and take it out of the endpoints ENDPOINT_LAG later
-  (kube-proxy hears of a terminating pod a moment after the kubelet signals it); the next new replica
+  ready, add it to the endpoints, delete an old one: it leaves the endpoints ENDPOINT_LAG later (kube-proxy
+  hears of a terminating pod a moment after), and gets SIGTERM after the shipped preStop sleep; the next new replica
   starts at once (a terminating pod counts for nothing against maxSurge), until two new replicas run.
 Meanwhile alice, with a kubernetes client of her own, writes every WRITE_EVERY seconds what users write:
 creates, spec patches (ttl, deletionPolicy), labels, deletes. Timings are printed, never asserted.
@@ -32,6 +32,7 @@ from typing import Any
 
 import kubernetes
 import pytest
+import yaml
 
 from tests.e2e.obs_helpers import audit_rows, eventually, grant
 from tests.e2e.restore_helpers import dbrestore, instances, wait_phase
@@ -45,6 +46,17 @@ REQUESTED_BY = "dbops.dev/requested-by"
 LEASE = "dbops-operator"
 WRITE_EVERY = 0.2
 ENDPOINT_LAG = 1.0
+
+
+def _pre_stop_seconds() -> float:
+    """The Deployment's preStop sleep: the seconds between a pod's deletion and its SIGTERM."""
+    docs = yaml.safe_load_all((kube.ROOT / "manifests" / "base" / "deployment.yaml").read_text())
+    (deployment,) = [d for d in docs if d and d.get("kind") == "Deployment"]
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    return float(container["lifecycle"]["preStop"]["sleep"]["seconds"])
+
+
+PRE_STOP = _pre_stop_seconds()
 OPS = ("create", "ttl", "label", "policy", "delete")
 
 
@@ -194,18 +206,21 @@ class Rollout:
         self.service.route(*self.endpoints.values())
 
     def terminate(self, name: str, leading: bool) -> None:
+        """The pod is deleted: the endpoints drop it ENDPOINT_LAG later while the kubelet runs the shipped
+        preStop sleep, then SIGTERM."""
         proc = self.replicas[name].proc
         assert proc is not None and proc.poll() is None, f"{name} is not running"
-        self.stops.append((name, time.monotonic(), leading))
-        signalled = time.monotonic()
-        proc.send_signal(signal.SIGTERM)
         threading.Timer(ENDPOINT_LAG, self._unroute, args=(name,)).start()
 
-        def exited() -> None:
+        def stop() -> None:
+            time.sleep(PRE_STOP)
+            self.stops.append((name, time.monotonic(), leading))
+            signalled = time.monotonic()
+            proc.send_signal(signal.SIGTERM)
             proc.wait()
             self.exits[name] = time.monotonic() - signalled
 
-        threading.Thread(target=exited, daemon=True).start()
+        threading.Thread(target=stop, daemon=True).start()
 
     def _unroute(self, name: str) -> None:
         self.endpoints.pop(name, None)
