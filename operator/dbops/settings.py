@@ -41,10 +41,12 @@ class Settings(BaseSettings):
         "deleted outside dbops shows within this time, at one batched call per region for all of them.",
     )
     aws_max_attempts: int = Field(5, ge=1, description="botocore retry attempts for transient errors.")
+    # RDS allows an account 300 calls at once and 12 a second per region, for every tool it runs: dbops
+    # keeps below both, leaving room for the console, Terraform and the rest.
     aws_rate: float = Field(
-        20.0, gt=0, description="AWS calls per second per region, shared by every object (halved on throttling)."
+        10.0, gt=0, description="AWS calls per second per region, shared by every object (halved on throttling)."
     )
-    aws_burst: float = Field(40.0, ge=1, description="Calls allowed at once above aws_rate.")
+    aws_burst: float = Field(200.0, ge=1, description="Calls allowed at once above aws_rate.")
     aws_timeout: float = Field(20.0, gt=0, description="Seconds to wait for an AWS answer before retrying.")
     max_workers: int = Field(16, ge=1, description="Reconcile passes run at once (threads for the blocking calls).")
     metrics_port: int = Field(9100, description="Port of the Prometheus /metrics endpoint (0: off).")

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterable
 from typing import Any
 
 from dbops.core.aws import StatusCache
+from dbops.core.batch import Coalescer, Recent
 from dbops.core.types import Kind
 
 
@@ -131,3 +133,54 @@ def test_what_the_cache_keeps_comes_back_as_aws_said_it() -> None:
     assert seen == db and seen is not db
     assert seen["InstanceCreateTime"] - db["InstanceCreateTime"] == datetime.timedelta(0)
     assert seen["InstanceCreateTime"].utcoffset() == datetime.timedelta(0)
+
+
+# --- Recent: the source reads of a burst ------------------------------------------------------------------
+
+
+def test_a_source_read_serves_the_passes_of_the_next_moment_only() -> None:
+    reads: list[str] = []
+    recent = Recent(ttl=0.2)
+
+    def read() -> dict[str, Any]:
+        reads.append("x")
+        return {"DBSnapshotIdentifier": "snap", "TagList": [{"Key": "k", "Value": "v"}]}
+
+    first = recent.get(("", "us-east-1", "snapshot", "snap"), read)
+    second = recent.get(("", "us-east-1", "snapshot", "snap"), read)
+    assert first == second and len(reads) == 1
+    second["TagList"].append({"Key": "changed", "Value": "by one pass"})  # one pass's change stays its own
+    assert recent.get(("", "us-east-1", "snapshot", "snap"), read) == first
+    recent.get(("other-role", "us-east-1", "snapshot", "snap"), read)  # another identity reads for itself
+    assert len(reads) == 2
+    time.sleep(0.25)
+    recent.get(("", "us-east-1", "snapshot", "snap"), read)
+    assert len(reads) == 3  # older than the ttl: read again
+
+
+def test_a_source_not_found_is_never_kept() -> None:
+    answers: list[dict[str, Any] | None] = [None, {"DBInstanceIdentifier": "src"}]
+    recent = Recent(ttl=60)
+    assert recent.get(("", "r", "instance", "src"), lambda: answers.pop(0)) is None
+    assert recent.get(("", "r", "instance", "src"), lambda: answers.pop(0)) == {"DBInstanceIdentifier": "src"}
+
+
+def test_a_lone_fresh_read_waits_one_window_and_a_growing_burst_shares_one_call() -> None:
+    calls: list[list[str]] = []
+
+    def fetch(region: str, kind: str, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+        calls.append(sorted(ids))
+        return {i: {"DBInstanceIdentifier": i} for i in ids}
+
+    fresh = Coalescer(fetch, window=0.3, longest=10.0)
+    started = time.monotonic()
+    assert fresh.get("r", "instance", ["alone"]) == {"alone": {"DBInstanceIdentifier": "alone"}}
+    assert time.monotonic() - started < 5.0  # one window, not the longest
+    # Passes joining one after the other, each within a window of the previous: one call for all.
+    threads = [threading.Thread(target=fresh.get, args=("r", "instance", [f"db-{n}"])) for n in range(6)]
+    for thread in threads:
+        thread.start()
+        time.sleep(0.02)
+    for thread in threads:
+        thread.join()
+    assert calls == [["alone"], [f"db-{n}" for n in range(6)]]

@@ -20,7 +20,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError, ConnectionError, HTTPClientError
 from botocore.parsers import ResponseParserError
 
-from dbops.core.batch import Coalescer
+from dbops.core.batch import Coalescer, Recent
 from dbops.core.types import Kind
 
 Client = Any  # boto3's clients are generated at run time
@@ -232,6 +232,7 @@ class Aws:
         # Fresh reads (the look before a create or delete), shared by the passes of a burst that act
         # as the same identity (see `_scope`).
         self.fresh = Coalescer(self._describe_any)
+        self.recent = Recent()  # sources of a burst's creates (see `source`)
 
     def client(self, region: str, service: str = "rds") -> Client:
         """One thread-safe boto3 client per region, service and identity (the operator's own, or the role
@@ -387,6 +388,11 @@ class Aws:
 
     def look_one(self, region: str, kind: Kind, identifier: str) -> dict[str, Any] | None:
         return self.look(region, kind, [identifier])[identifier]
+
+    def source(self, what: str, region: str, key: str, read: Callable[[], Any]) -> Any:
+        """A read of a restore's source (snapshot, source database, its snapshots), shared for a moment
+        by the passes of a burst that act as the same identity."""
+        return self.recent.get((_scope(), region, what, key), read)
 
     def snapshots(self, region: str, kind: Kind, identifiers: Iterable[str]) -> dict[str, dict[str, Any] | None]:
         """Named DB (or cluster) snapshots, fresh and shared like `look`; an ARN is read on its own."""

@@ -3,6 +3,7 @@ source. Reads only; the decisions are in plan.py, progress.py and removal.py."""
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from dbops.core.aws import Aws, StatusCache
@@ -58,7 +59,8 @@ def source(aws: Aws, ref: SourceRef, spec: DBRestoreSpec) -> Source:
         if seen.snapshot is None:
             raise SpecError("SnapshotNotFound", no_snapshot_message(kind, seen.source_id, wanted))
     if seen.source_id:
-        seen.source_db = aws.look_one(region, kind, seen.source_id)
+        ident = seen.source_id
+        seen.source_db = aws.source(kind, region, ident, partial(aws.look_one, region, kind, ident))
     _check_endpoint_account(ref, seen)
     if seen.source_db and kind == "cluster":
         seen.source_writer = _writer(aws, region, seen.source_db)
@@ -92,7 +94,9 @@ def custom_endpoint_cluster(aws: Aws, region: str, endpoint_id: str, field: str)
 
 
 def _named_snapshot(aws: Aws, region: str, kind: Kind, ident: str) -> dict[str, Any]:
-    found = aws.snapshots(region, kind, [ident]).get(ident)
+    found: dict[str, Any] | None = aws.source(
+        f"{kind}-snapshot", region, ident, lambda: aws.snapshots(region, kind, [ident]).get(ident)
+    )
     if found is None:
         field_name = "dbSnapshot" if kind == "instance" else "dbClusterSnapshot"
         raise SpecError("SnapshotNotFound", f"spec.source.{field_name}: snapshot {ident} not found")
@@ -101,10 +105,18 @@ def _named_snapshot(aws: Aws, region: str, kind: Kind, ident: str) -> dict[str, 
 
 def _snapshots(aws: Aws, region: str, kind: Kind, source: str) -> list[dict[str, Any]]:
     if kind == "instance":
-        return aws.paginate(region, "describe_db_snapshots", "DBSnapshots", DBInstanceIdentifier=source)
-    return aws.paginate(region, "describe_db_cluster_snapshots", "DBClusterSnapshots", DBClusterIdentifier=source)
+        op, key, by = "describe_db_snapshots", "DBSnapshots", "DBInstanceIdentifier"
+    else:
+        op, key, by = "describe_db_cluster_snapshots", "DBClusterSnapshots", "DBClusterIdentifier"
+    found: list[dict[str, Any]] = aws.source(op, region, source, lambda: aws.paginate(region, op, key, **{by: source}))
+    return found
 
 
 def _writer(aws: Aws, region: str, cluster: dict[str, Any]) -> dict[str, Any] | None:
     writer = next((m for m in cluster.get("DBClusterMembers", []) if m.get("IsClusterWriter")), None)
-    return aws.look_one(region, "instance", writer["DBInstanceIdentifier"]) if writer else None
+    if writer is None:
+        return None
+    ident = str(writer["DBInstanceIdentifier"])
+    read = partial(aws.look_one, region, "instance", ident)
+    found: dict[str, Any] | None = aws.source("instance", region, ident, read)
+    return found
