@@ -101,15 +101,17 @@ def build(cfg: Settings, health: Health) -> Services:
     reporter.observers.append(trail)
     notifier = notify.Notifier(cfg, m, kube.read_secret, aws)
     reporter.observers.append(notifier)
+    watched = orphans.watcher(cfg.namespace)
     sweep = orphans.Sweep(
         aws,
         kube,
         reporter,
         regions=lambda: {cfg.region} | reconciler.regions(),
-        watched=orphans.watcher(cfg.namespace),
+        watched=watched,
         handle=cfg.orphans,
         grace=cfg.orphan_grace,
         namespaces=orphans.exact_namespaces(cfg.namespace),
+        tenants=lambda: tenancy.tenants(watched),
     )
     metrics.count_orphans(m, lambda: sweep.count)
     services = Services(

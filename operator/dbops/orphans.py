@@ -7,6 +7,14 @@ databases dbops created in each region in use, and reports those whose owner UID
 (dbops_orphaned_databases), one audit record per orphan, one log line. A database kept on purpose
 (deletionPolicy Retain tags it dbops.dev/retained-at) is no orphan.
 
+With tenancy, the databases of a namespace whose DBPolicy names an IAM role live where that role
+reaches (often a tenant's own account): the sweep also lists them acting as each such role, in a session
+of its own tagged with the namespace (what the role's trust policy asks for). An orphan is one database
+(account, region, identifier) however many identities see it, and is removed only through the identity
+of its own namespace: the tenant role that made it, or the operator's own for a namespace without one.
+An identity that cannot list (AssumeRole refused, throttled) is logged and keeps what it last found
+counted, untouched; the others are swept all the same.
+
 DBOPS_ORPHANS=snapshot also removes an orphan after DBOPS_ORPHAN_GRACE seconds: a final snapshot,
 then the deletion, as deletionPolicy Snapshot would have done. Only databases of namespaces this
 operator watches are ever considered, and nothing is done when the objects could not be listed.
@@ -18,11 +26,12 @@ import fnmatch
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
-from dbops.core.aws import Aws
+from dbops.core.aws import Aws, AWSError, Identity, acting_as
 from dbops.core.kube import Kube
 from dbops.core.report import Record, Reporter
 from dbops.core.types import (
@@ -50,6 +59,13 @@ class Orphan:
     namespace: str
     name: str
     uid: str
+    account: str = ""  # the account it is in (from its ARN)
+    identity: Identity | None = None  # who listed it, and so who signs its removal (None: the operator)
+
+    @property
+    def key(self) -> str:
+        """One database, whichever identity lists it."""
+        return f"{self.account}/{self.region}/{self.identifier}"
 
 
 def orphans(
@@ -66,8 +82,35 @@ def orphans(
         if not watched(namespace):
             continue
         ident = str(db.get("DBInstanceIdentifier") or db.get("DBClusterIdentifier"))
-        found.append(Orphan(region, kind, ident, tags.get(KIND_TAG, ""), namespace, tags.get(NAME_TAG, ""), uid))
+        owner = (tags.get(KIND_TAG, ""), namespace, tags.get(NAME_TAG, ""), uid)
+        arn = str(db.get("DBInstanceArn") or db.get("DBClusterArn") or "")  # its account: one key however listed
+        found.append(Orphan(region, kind, ident, *owner, account=account_of(arn)))
     return found
+
+
+def removable(orphan: Orphan, roles: set[str]) -> bool:
+    """Whether the identity that listed an orphan may remove it: a tenant role only what is tagged with
+    its own session's namespace; the operator's own only what no namespace with a role (`roles`) owns."""
+    if orphan.identity is None:
+        return orphan.namespace not in roles
+    return dict(orphan.identity.tags).get(NAMESPACE_TAG) == orphan.namespace
+
+
+def merged(found: list[Orphan], roles: set[str]) -> list[Orphan]:
+    """One orphan per database (two namespaces sharing a role or an account list it twice), taken from
+    the identity that may remove it when there is one."""
+    best: dict[str, Orphan] = {}
+    for orphan in found:
+        held = best.get(orphan.key)
+        if held is None or (removable(orphan, roles) and not removable(held, roles)):
+            best[orphan.key] = orphan
+    return list(best.values())
+
+
+def account_of(arn: str) -> str:
+    """The account of an ARN (arn:PARTITION:SERVICE:REGION:ACCOUNT:...); "" when it is none."""
+    parts = arn.split(":")
+    return parts[4] if len(parts) > 5 and parts[0] == "arn" else ""
 
 
 def exact_namespaces(patterns: str) -> list[str] | None:
@@ -101,13 +144,16 @@ class Sweep:
         handle: str = "report",
         grace: float = 3600.0,
         namespaces: list[str] | None = None,
+        tenants: Callable[[], dict[str, Identity]] = dict,
     ) -> None:
         self.aws, self.kube, self.reporter = aws, kube, reporter
         self.regions, self.watched = regions, watched
         self.namespaces: list[str | None] = [*namespaces] if namespaces else [None]  # None: cluster-wide
+        self.tenants = tenants  # namespace -> the role the sweep acts as there (watched namespaces only)
         self.handle, self.grace = handle, grace
-        self.first_seen: dict[str, float] = {}  # "region/identifier" -> when first found orphaned
+        self.first_seen: dict[str, float] = {}  # Orphan.key -> when first found orphaned
         self.count: dict[str, int] = {}  # owner kind -> orphans now (the metric)
+        self.last: dict[Identity | None, list[Orphan]] = {}  # what each identity found at its last listing
 
     def run(self, interval: float, is_leader: Callable[[], bool], stop: threading.Event) -> None:
         while not stop.wait(interval):
@@ -125,16 +171,41 @@ class Sweep:
             for ns in self.namespaces
             for o in self.kube.list(plural, ns)
         }
-        dbs = [(r, k, db) for r in sorted(self.regions()) for k, db in self._tagged(r)]
-        found = orphans(dbs, known, self.watched)
-        keys = {f"{o.region}/{o.identifier}" for o in found}
-        self.first_seen = {k: t for k, t in self.first_seen.items() if k in keys}
-        counts: dict[str, int] = {}
+        tenants = self.tenants()
+        listed, failed = self._list_all(list(tenants.values()), known)
+        self.last = listed
+        roles = set(tenants)
+        found = merged([o for found in listed.values() for o in found], roles)
+        self.first_seen = {k: t for k, t in self.first_seen.items() if k in {o.key for o in found}}
         for orphan in found:
-            counts[orphan.owner_kind] = counts.get(orphan.owner_kind, 0) + 1
-            self._one(orphan)
-        self.count = counts
+            if orphan.identity not in failed:  # what a failed identity last found is counted, not acted on
+                self._one(orphan, removable(orphan, roles))
+        self.count = dict(Counter(o.owner_kind for o in found))
         return found
+
+    def _list_all(
+        self, tenants: list[Identity], known: set[str]
+    ) -> tuple[dict[Identity | None, list[Orphan]], set[Identity | None]]:
+        """What each identity (the operator's own, then each tenant role) sees, and which could not list:
+        for those, what they found last time."""
+        regions = sorted(self.regions())
+        listed: dict[Identity | None, list[Orphan]] = {}
+        failed: set[Identity | None] = set()
+        for identity in [None, *tenants]:
+            try:
+                listed[identity] = self._listed(identity, regions, known)
+            except AWSError as exc:  # this identity only: the others are swept all the same
+                who = f"as {identity.session_name} ({identity.role_arn})" if identity else "as the operator"
+                log.warning("orphan sweep %s skipped: %s", who, exc)
+                listed[identity] = self.last.get(identity, [])
+                failed.add(identity)
+        return listed, failed
+
+    def _listed(self, identity: Identity | None, regions: list[str], known: set[str]) -> list[Orphan]:
+        """The orphans one identity sees in every region, each carrying that identity."""
+        with acting_as(identity):
+            dbs = [(r, k, db) for r in regions for k, db in self._tagged(r)]
+        return [replace(o, identity=identity) for o in orphans(dbs, known, self.watched)]
 
     def _tagged(self, region: str) -> list[tuple[Kind, dict[str, Any]]]:
         instances = self.aws.paginate(region, "describe_db_instances", "DBInstances")
@@ -144,18 +215,24 @@ class Sweep:
         pairs += [("instance", i) for i in instances if not i.get("DBClusterIdentifier")]
         return [(k, db) for k, db in pairs if tags_of(db).get(MANAGED_BY_TAG) == "dbops"]
 
-    def _one(self, orphan: Orphan) -> None:
-        key = f"{orphan.region}/{orphan.identifier}"
+    def _one(self, orphan: Orphan, may_remove: bool) -> None:
+        key = orphan.key
         if key not in self.first_seen:
             self.first_seen[key] = time.monotonic()
+            where = f"{orphan.region}, account {orphan.account}" if orphan.account else orphan.region
             message = (
-                f"{orphan.kind} {orphan.identifier} ({orphan.region}) was created by {orphan.owner_kind} "
+                f"{orphan.kind} {orphan.identifier} ({where}) was created by {orphan.owner_kind} "
                 f"{orphan.namespace}/{orphan.name}, which no longer exists; its deletionPolicy was never applied"
             )
             log.warning("orphaned database: %s", message)
-            self._record(orphan, "orphan-found", message, warning=True, handling=self.handle)
-        if self.handle == "snapshot" and time.monotonic() - self.first_seen[key] >= self.grace:
-            self._remove(orphan)
+            handling = self.handle if may_remove else "report"
+            self._record(orphan, "orphan-found", message, warning=True, handling=handling)
+        if may_remove and self.handle == "snapshot" and time.monotonic() - self.first_seen[key] >= self.grace:
+            try:
+                with acting_as(orphan.identity):  # signed as whoever listed it: its namespace's role, or ours
+                    self._remove(orphan)
+            except AWSError as exc:  # this orphan only: the next sweep tries again
+                log.warning("orphaned database %s not removed: %s", orphan.identifier, exc)
 
     def _remove(self, orphan: Orphan) -> None:
         """A final snapshot, then the deletion: what deletionPolicy Snapshot would have done."""
@@ -184,6 +261,6 @@ class Sweep:
                 message=message,
                 warning=warning,
                 target=orphan.identifier,
-                details={"region": orphan.region, **details},
+                details={"region": orphan.region, **({"account": orphan.account} if orphan.account else {}), **details},
             )
         )

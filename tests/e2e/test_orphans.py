@@ -1,15 +1,20 @@
 """The orphan sweep through the real API server: a database whose object vanished without its
 finalizer running is found again (metric, audit record, log line) and, with DBOPS_ORPHANS=snapshot,
 removed after the grace period with a final snapshot; a database kept on purpose (Retain) is not an
-orphan, nor is one of a namespace this operator does not watch."""
+orphan, nor is one of a namespace this operator does not watch. A namespace whose DBPolicy names a role
+has its orphans looked for, and removed, acting as that role."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 from tests.e2e.obs_helpers import audit_rows, eventually, scrape, value
 from tests.e2e.restore_helpers import dbrestore, tags, wait_phase
 from tests.support.fakeaws_fixture import FakeAWS, seed_instance
 from tests.support.kube import Cluster
 from tests.support.operator import Operator
+
+Policies = Callable[..., str]
 
 
 def test_an_orphan_is_reported_then_removed_and_a_retained_database_is_not(
@@ -69,3 +74,70 @@ def test_an_orphan_is_reported_then_removed_and_a_retained_database_is_not(
     assert rds.describe_db_instances(DBInstanceIdentifier="orph-kept")["DBInstances"]
     assert rds.describe_db_instances(DBInstanceIdentifier="elsewhere-copy")["DBInstances"]
     assert len(audit_rows(url, "--action", "orphan-found")) == 1
+
+
+def test_an_orphan_in_a_tenant_account_is_found_and_removed_signed_with_its_namespaces_role(
+    cluster: Cluster, own_operator: Operator, fake_aws: FakeAWS, own_namespace: str, policies: Policies
+) -> None:
+    """The namespace's DBPolicy names a role in another account: its database is made there, so its
+    orphan is found only by listing that account acting as the role (a session of the sweep's own, tagged
+    with the namespace), and removed there with calls signed by it; the operator's own account, which
+    holds a database of the same name, is untouched."""
+    ns, account, role = own_namespace, "222222222222", "arn:aws:iam::222222222222:role/dbops-tenant"
+    policies(f"role-{ns}", namespaces=[ns], aws={"roleArn": role, "externalId": "dbops-tenant"})
+    tenant = fake_aws.client("rds", account=account)
+    seed_instance(tenant, f"{ns}-src", snapshot_identifier=f"{ns}-snap")
+    rds = fake_aws.client("rds")
+    seed_instance(rds, f"{ns}-copy")  # the same name in the operator's account: not dbops', never touched
+    own_operator.env.update(
+        DBOPS_POLICY="enforce", DBOPS_RESYNC_INTERVAL="2", DBOPS_ORPHANS="snapshot", DBOPS_ORPHAN_GRACE="4"
+    )
+    own_operator.start()
+    cluster.apply(dbrestore("tenant", ns, {"dbSnapshot": f"{ns}-snap"}, f"{ns}-copy", deletionPolicy="Delete"))
+    uid = wait_phase(cluster, "tenant", ns, "Available", timeout=60)["metadata"]["uid"]
+    assert tenant.describe_db_instances(DBInstanceIdentifier=f"{ns}-copy")["DBInstances"]
+    fake_aws.reset_calls()
+    cluster.kubectl("patch", "dbrestore", "tenant", "-n", ns, "--type=merge", "-p", '{"metadata":{"finalizers":null}}')
+    cluster.kubectl("delete", "dbrestore", "tenant", "-n", ns, "--timeout=30s")
+
+    orphaned = lambda: value(scrape(own_operator.metrics_port), "dbops_orphaned_databases", kind="DBRestore")  # noqa: E731
+    eventually(lambda: orphaned() == 1, timeout=60, what="the tenant's orphan counted")
+    url = f"sqlite:///{own_operator.workdir / 'audit.db'}"
+    found = eventually(lambda: audit_rows(url, "--action", "orphan-found"), timeout=30, what="the orphan's record")
+    assert [(r["uid"], r["target"], r["name"]) for r in found] == [(uid, f"{ns}-copy", "tenant")]
+    assert f"{ns}-copy (us-east-1, account {account})" in own_operator.tail(10**6)
+
+    # After the grace period: a final snapshot and the deletion, in the tenant's account.
+    eventually(
+        lambda: (
+            not tenant.describe_db_instances(Filters=[{"Name": "db-instance-id", "Values": [f"{ns}-copy"]}])[
+                "DBInstances"
+            ]
+        ),
+        timeout=60,
+        what="the tenant's orphan removed",
+    )
+    snaps = tenant.describe_db_snapshots(DBInstanceIdentifier=f"{ns}-copy")["DBSnapshots"]
+    assert f"{ns}-copy-final-{uid[:8]}" in [s["DBSnapshotIdentifier"] for s in snaps]
+    assert eventually(lambda: audit_rows(url, "--action", "orphan-removed"), timeout=30, what="the removal's record")
+    eventually(lambda: orphaned() == 0, timeout=30, what="no orphan left")
+
+    # Every call in the tenant's account was signed by the role, in the sweep's session for the namespace.
+    calls, sessions = fake_aws.signed()
+    deletes = {c["access_key"] for c in calls if c["action"] == "DeleteDBInstance"}
+    assert len(deletes) == 1 and deletes <= set(sessions), (deletes, sessions)
+    assert sessions[deletes.pop()] == {
+        "role_arn": role,
+        "external_id": "dbops-tenant",
+        "session_name": f"dbops-{ns}-orphan-sweep",
+        "tags": {
+            "dbops.dev/namespace": ns,
+            "dbops.dev/name": "orphan-sweep",
+            "dbops.dev/kind": "OrphanSweep",
+            "dbops.dev/requester": "dbops-operator",
+        },
+    }
+    # The operator's own account: its database of the same name stands, with no final snapshot.
+    assert rds.describe_db_instances(DBInstanceIdentifier=f"{ns}-copy")["DBInstances"]
+    mine = rds.describe_db_snapshots(DBInstanceIdentifier=f"{ns}-copy")["DBSnapshots"]
+    assert not [s for s in mine if "-final-" in s["DBSnapshotIdentifier"]]

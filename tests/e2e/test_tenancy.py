@@ -306,9 +306,14 @@ def test_team_bs_calls_are_signed_with_its_assumed_role_and_a_namespace_without_
         },
     }
     assert set(restores) - {key_b} == {"testing"}  # A's: the operator's own credentials
-    # Whatever else was signed by an assumed role was B's (A's namespace never assumed one), and the
-    # AssumeRole itself was the operator's own.
-    assert {c["access_key"] for c in calls if c["access_key"] in sessions} == {key_b}
+    # Whatever else was signed by an assumed role was for B (A's namespace never assumed one): B's
+    # restore's, or the orphan sweep's reads of B's account (a session of its own, tagged with B's
+    # namespace); the AssumeRole itself was the operator's own.
+    assumed = [c for c in calls if c["access_key"] in sessions]
+    assert {sessions[c["access_key"]]["tags"]["dbops.dev/namespace"] for c in assumed} == {ns_b}
+    sweeps = [c for c in assumed if c["access_key"] != key_b]
+    assert {sessions[c["access_key"]]["tags"]["dbops.dev/kind"] for c in sweeps} <= {"OrphanSweep"}
+    assert {c["action"] for c in sweeps} <= {"DescribeDBInstances", "DescribeDBClusters"}, sweeps
     assert {c["access_key"] for c in calls if c["action"] == "AssumeRole"} == {"testing"}
     # B's database is in B's account, not the operator's.
     in_b = fake_aws.client("rds", account=account_b).describe_db_instances(DBInstanceIdentifier=f"{ns_b}-copy")

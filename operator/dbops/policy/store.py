@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 
 REASON = "PolicyViolation"
 REQUESTER_TAG = "dbops.dev/requester"
+SWEEP = ("OrphanSweep", "orphan-sweep", "dbops-operator")  # the sweep's session tags: kind, name, requester
 _SESSION_CHARS = re.compile(r"[^\w+=,.@-]")
 _TAG_CHARS = re.compile(r"[^\w\s.:/=+\-@]")
 
@@ -174,6 +175,23 @@ class Tenancy:
             tags=tuple((k, tag_value(v)) for k, v in tags),
             scope=f"{role_arn}|{external_id or ''}|{namespace}",
         )
+
+    def tenants(self, watched: Callable[[str], bool]) -> dict[str, Identity]:
+        """Namespace -> the identity the orphan sweep acts as there, for each watched namespace that exists
+        and whose policies name a role: the namespace's session tag (which the role's trust policy asks
+        for), and the sweep as the object and the requester. Roles in conflict are logged and skipped."""
+        with self._lock:
+            names = sorted(self._namespaces)
+        found = {}
+        for namespace in filter(watched, names):
+            try:
+                identity = self.identity(namespace, *SWEEP)
+            except SpecError as err:
+                log.warning("orphans of namespace %s not looked for: %s", namespace, err)
+                continue
+            if identity is not None:
+                found[namespace] = identity
+        return found
 
 
 def _raise(violations: list[str]) -> None:
