@@ -147,6 +147,7 @@ class _Memory:
     failure: dict[str, Any] | None = None  # the status written for it
     attempts: int = 0  # consecutive transient failures, for the backoff
     body: bytes = b""  # the object as last seen by the watch (compact JSON, trimmed)
+    version: str | None = None  # that object's resourceVersion (kept apart: read on every pass)
     # The object as this process last wrote (or read) it, and the watch's version it is newer than: until
     # the watch brings anything past that version, the next pass starts from this one, not from the
     # older version (which would do again what the pass just did: Pending written and told twice).
@@ -199,7 +200,8 @@ class Reconciler:
             changed = mem.trigger != trigger or mem.status != status
             mem.trigger = trigger
             mem.body = _compact(body)
-            if mem.written is not None and mem.written[0] != meta.get("resourceVersion"):
+            mem.version = str(meta["resourceVersion"]) if meta.get("resourceVersion") else None
+            if mem.written is not None and mem.written[0] != mem.version:
                 mem.written = None  # the watch moved past the version the write was newer than
         if changed:
             self.queue.add(key)
@@ -288,7 +290,7 @@ class Reconciler:
         with self._lock:
             mem = self.memory.get(key)
             raw = (mem.written[1] if mem.written else mem.body) if mem else b""
-            watched = _version(mem.body) if mem else None
+            watched = mem.version if mem else None
         if not raw:
             return None
         body = json.loads(raw)
@@ -403,7 +405,7 @@ class Reconciler:
             return
         with self._lock:
             mem = self.memory.get(key)
-            if mem is not None and watched is not None and _version(mem.body) == watched != version:
+            if mem is not None and watched is not None and mem.version == watched != version:
                 mem.written = (watched, _compact(now))
 
     def _remember_status(self, key: Key, status: dict[str, Any]) -> None:
@@ -536,13 +538,6 @@ def _trigger(body: dict[str, Any]) -> bytes:
 
 
 _DROP_ANNOTATIONS = ("kubectl.kubernetes.io/last-applied-configuration",)
-
-
-def _version(compact: bytes) -> str | None:
-    if not compact:
-        return None
-    version = (json.loads(compact).get("metadata") or {}).get("resourceVersion")
-    return str(version) if version else None
 
 
 def _compact(body: dict[str, Any]) -> bytes:
