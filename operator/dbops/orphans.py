@@ -8,8 +8,9 @@ databases dbops created in each region in use, and reports those whose owner UID
 (deletionPolicy Retain tags it dbops.dev/retained-at) is no orphan.
 
 With tenancy, the databases of a namespace whose DBPolicy names an IAM role live where that role
-reaches (often a tenant's own account): the sweep also lists them acting as each such role, in a session
-of its own tagged with the namespace (what the role's trust policy asks for). An orphan is one database
+reaches (often a tenant's own account): the sweep also lists them acting as each such role, once per role
+however many namespaces use it, in a session tagged with one of those namespaces (what the role's trust
+policy asks for; the next namespace's session when the role refuses one). An orphan is one database
 (account, region, identifier) however many identities see it, and is removed only through the identity
 of its own namespace: the tenant role that made it, or the operator's own for a namespace without one.
 An identity that cannot list (AssumeRole refused, throttled) is logged and keeps what it last found
@@ -172,40 +173,55 @@ class Sweep:
             for o in self.kube.list(plural, ns)
         }
         tenants = self.tenants()
-        listed, failed = self._list_all(list(tenants.values()), known)
+        listed, failed = self._list_all(tenants, known)
         self.last = listed
         roles = set(tenants)
         found = merged([o for found in listed.values() for o in found], roles)
+        stale = {o for lister in failed for o in listed[lister]}  # counted, not acted on
         self.first_seen = {k: t for k, t in self.first_seen.items() if k in {o.key for o in found}}
         for orphan in found:
-            if orphan.identity not in failed:  # what a failed identity last found is counted, not acted on
+            if orphan not in stale:
                 self._one(orphan, removable(orphan, roles))
         self.count = dict(Counter(o.owner_kind for o in found))
         return found
 
     def _list_all(
-        self, tenants: list[Identity], known: set[str]
+        self, tenants: dict[str, Identity], known: set[str]
     ) -> tuple[dict[Identity | None, list[Orphan]], set[Identity | None]]:
-        """What each identity (the operator's own, then each tenant role) sees, and which could not list:
-        for those, what they found last time."""
+        """What the operator's own identity and each tenant role see, and which could not list: for
+        those, what they found last time. A role shared by many namespaces lists once (its describes see
+        the same account whichever namespace's session asks), through the first of their sessions the
+        role accepts; each orphan of one of those namespaces then carries that namespace's own session,
+        the one its removal is signed with."""
         regions = sorted(self.regions())
+        roles: dict[tuple[str, str | None], dict[str, Identity | None]] = {}
+        for namespace, identity in tenants.items():
+            roles.setdefault((identity.role_arn, identity.external_id), {})[namespace] = identity
         listed: dict[Identity | None, list[Orphan]] = {}
         failed: set[Identity | None] = set()
-        for identity in [None, *tenants]:
-            try:
-                listed[identity] = self._listed(identity, regions, known)
-            except AWSError as exc:  # this identity only: the others are swept all the same
-                who = f"as {identity.session_name} ({identity.role_arn})" if identity else "as the operator"
-                log.warning("orphan sweep %s skipped: %s", who, exc)
-                listed[identity] = self.last.get(identity, [])
-                failed.add(identity)
+        ours: dict[str, Identity | None] = {"": None}  # the operator's own identity, tried alone
+        for sessions in [ours, *roles.values()]:
+            first = next(iter(sessions.values()))  # what the role's listing is remembered under
+            for lister in sessions.values():
+                try:
+                    listed[first] = self._listed(lister, sessions, regions, known)
+                    break
+                except AWSError as exc:  # this session only: the role's next one, and other roles, go on
+                    who = f"as {lister.session_name} ({lister.role_arn})" if lister else "as the operator"
+                    log.warning("orphan sweep %s skipped: %s", who, exc)
+            else:
+                listed[first] = self.last.get(first, [])
+                failed.add(first)
         return listed, failed
 
-    def _listed(self, identity: Identity | None, regions: list[str], known: set[str]) -> list[Orphan]:
-        """The orphans one identity sees in every region, each carrying that identity."""
-        with acting_as(identity):
+    def _listed(
+        self, lister: Identity | None, sessions: dict[str, Identity | None], regions: list[str], known: set[str]
+    ) -> list[Orphan]:
+        """The orphans one identity sees in every region, each carrying the session of its own namespace
+        when that namespace uses this role (`sessions`), else the lister's."""
+        with acting_as(lister):
             dbs = [(r, k, db) for r in regions for k, db in self._tagged(r)]
-        return [replace(o, identity=identity) for o in orphans(dbs, known, self.watched)]
+        return [replace(o, identity=sessions.get(o.namespace, lister)) for o in orphans(dbs, known, self.watched)]
 
     def _tagged(self, region: str) -> list[tuple[Kind, dict[str, Any]]]:
         instances = self.aws.paginate(region, "describe_db_instances", "DBInstances")

@@ -110,6 +110,18 @@ def test_an_orphan_in_a_tenant_account_is_found_and_removed_signed_as_its_namesp
     deletes = [(op, who) for op, who in aws.calls if op == "delete_db_instance"]
     assert deletes == [("delete_db_instance", None), ("delete_db_instance", b), ("delete_db_instance", c)]
     assert sweep.count == {"DBRestore": 3}
+    # One listing by the operator and one by the shared role (not one per namespace that uses it).
+    assert [who for op, who in aws.calls if op == "describe_db_instances"] == [None, b]
+
+
+def test_a_shared_role_lists_through_the_next_session_when_one_is_refused() -> None:
+    b, c = _identity("team-b"), _identity("team-c")
+    aws = _Aws({ROLE: [_db("b-copy", "team-b"), _db("c-copy", "team-c")]}, refuse={b.session_name})
+    sweep, _reporter = _sweep(aws, {"team-b": b, "team-c": c})
+    found = {o.identifier: o.identity for o in sweep.once()}
+    assert found == {"b-copy": b, "c-copy": c}  # listed as C; each still signed as its own namespace
+    assert [who for op, who in aws.calls if op == "describe_db_instances"] == [None, c]
+    assert [who for op, who in aws.calls if op == "delete_db_instance"] == [c]  # B's session is refused
 
 
 def test_an_identity_that_cannot_list_is_logged_and_the_others_are_swept() -> None:
