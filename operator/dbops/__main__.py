@@ -29,11 +29,13 @@ def _run(args: argparse.Namespace) -> int:
     # First, before any import or setting can log: the redaction sits in the LogRecord factory, so
     # kopf.configure's handlers below, and any added later, only ever see redacted records.
     redact.install()
+    from dbops.core.health import Health, early_port
+
+    port = early_port()
+    health = Health().serve(port) if port else Health()
     from dbops import settings
-    from dbops.core.health import Health
 
     cfg = settings.get()
-    health = Health().serve(cfg.liveness_port) if cfg.liveness_port else Health()
     import kopf
 
     from dbops import app, metrics

@@ -9,12 +9,24 @@ before kopf, boto3 and the rest are imported, so that a probe answers within a f
 from __future__ import annotations
 
 import json
+import os
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 Check = Callable[[], str | None]  # None: fine; else what is wrong
+PORT = 8080  # DBOPS_LIVENESS_PORT's default in dbops.settings (below core: it cannot import this)
+
+
+def early_port() -> int | None:
+    """DBOPS_LIVENESS_PORT read straight from the environment, for a probe served before the settings
+    (pydantic alone takes a quarter of a second to import); None when it is not a number, for the
+    settings to refuse in words."""
+    try:
+        return int(os.environ.get("DBOPS_LIVENESS_PORT", PORT))
+    except ValueError:
+        return None
 
 
 class Health:

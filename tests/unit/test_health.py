@@ -1,0 +1,69 @@
+"""The probe is served before the settings are read (pydantic is slow to import): its port comes
+straight from the environment, with the same default as the settings, and a port that is no number
+still ends the process with the settings' own words, not a traceback from the early read."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import subprocess
+import sys
+import time
+
+import pytest
+import requests
+
+from dbops.core import health
+from dbops.settings import Settings
+from tests.support.kube import free_port
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+
+def test_the_early_port_has_the_settings_default_and_reads_the_same_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert Settings.model_fields["liveness_port"].default == health.PORT
+    monkeypatch.delenv("DBOPS_LIVENESS_PORT", raising=False)
+    assert health.early_port() == health.PORT == Settings().liveness_port
+    monkeypatch.setenv("DBOPS_LIVENESS_PORT", "18081")
+    assert health.early_port() == 18081 == Settings().liveness_port
+    monkeypatch.setenv("DBOPS_LIVENESS_PORT", "0")
+    assert health.early_port() == 0  # 0: no probe, as in the settings
+    monkeypatch.setenv("DBOPS_LIVENESS_PORT", "eighty")
+    assert health.early_port() is None
+
+
+def _run(env: dict[str, str]) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "dbops", "run"],
+        cwd=ROOT,
+        env={**os.environ, "DBOPS_METRICS_PORT": "0", "KUBECONFIG": "/nonexistent", **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def test_a_port_that_is_no_number_is_refused_in_the_settings_words() -> None:
+    proc = _run({"DBOPS_LIVENESS_PORT": "eighty"})
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode != 0
+    assert "liveness_port" in out and "valid integer" in out, out[-2000:]
+
+
+def test_healthz_answers_before_the_operator_has_a_cluster() -> None:
+    """The probe answers while the rest starts: here the rest never gets a cluster (no kubeconfig)."""
+    port = free_port()
+    proc = _run({"DBOPS_LIVENESS_PORT": str(port)})
+    try:
+        deadline = time.monotonic() + 30
+        answer = None
+        while answer is None and time.monotonic() < deadline and proc.poll() is None:
+            try:
+                answer = requests.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
+            except requests.ConnectionError:
+                time.sleep(0.01)
+        assert answer is not None and answer.status_code == 200, proc.poll()
+        assert requests.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 503
+    finally:
+        proc.kill()
+        proc.wait()
