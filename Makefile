@@ -61,7 +61,7 @@ lint: venv
 
 test: setup lint
 	@echo "==> tests (real kube-apiserver + etcd, moto server, PostgreSQL)"
-	@$(PG_ENV) && $(PY) -m pytest $(PYTEST_ARGS)
+	@$(PG_ENV) && hack/test.sh $(PYTEST_ARGS)
 
 # Every scanner of .github/workflows/security.yml that runs here (hack/security.sh): gitleaks, actionlint, shellcheck,
 # zizmor, checkov, bandit, semgrep, hclfmt, pip-audit. Zero unexplained findings.

@@ -280,6 +280,7 @@ def until_boundary(after: float = 0.0) -> None:
     time.sleep(60 - seconds_into_minute() + after)
 
 
+@pytest.mark.side
 def test_every_minute_one_run_per_tick_across_a_restart_with_forbid_suspend_and_a_missed_deadline(
     cluster: Cluster, own_operator: Operator, own_namespace: str, fake_aws: FakeAWS
 ) -> None:

@@ -233,6 +233,7 @@ def _stalled_scenario(
             op.stop()
 
 
+@pytest.mark.side
 @pytest.mark.timeout(1500)
 def test_outages_of_the_api_server_etcd_and_aws_and_a_stalled_loop(
     cluster: kube.Cluster, fake_aws: FakeAWS, tmp_path: pathlib.Path

@@ -13,6 +13,7 @@ import time
 from typing import Any
 from urllib.parse import urlsplit
 
+import pytest
 import yaml
 
 from tests.support.kube import ROOT, bin_dir
@@ -88,6 +89,7 @@ def watch_until(env: dict[str, str], name: str, timeout: float) -> list[str]:
     return lines
 
 
+@pytest.mark.side
 def test_make_up_runs_every_example_by_hand_and_make_down_leaves_nothing(tmp_path: pathlib.Path) -> None:
     state = tmp_path / "playground"
     base = {k: v for k, v in os.environ.items() if k != "KUBECONFIG"} | {"DBOPS_PLAYGROUND": str(state)}
