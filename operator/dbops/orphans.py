@@ -10,7 +10,8 @@ databases dbops created in each region in use, and reports those whose owner UID
 With tenancy, the databases of a namespace whose DBPolicy names an IAM role live where that role
 reaches (often a tenant's own account): the sweep also lists them acting as each such role, once per role
 however many namespaces use it, in a session tagged with one of those namespaces (what the role's trust
-policy asks for; the next namespace's session when the role refuses one). An orphan is one database
+policy asks for; the next namespace's session when the role refuses one). A deleted namespace that a
+policy names is swept too (dbops.policy.store.Tenancy.tenants). An orphan is one database
 (account, region, identifier) however many identities see it, and is removed only through the identity
 of its own namespace: the tenant role that made it, or the operator's own for a namespace without one.
 An identity that cannot list (AssumeRole refused, throttled) is logged and keeps what it last found

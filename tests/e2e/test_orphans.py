@@ -6,6 +6,7 @@ has its orphans looked for, and removed, acting as that role."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 
 from tests.e2e.obs_helpers import audit_rows, eventually, scrape, value
@@ -76,13 +77,30 @@ def test_an_orphan_is_reported_then_removed_and_a_retained_database_is_not(
     assert len(audit_rows(url, "--action", "orphan-found")) == 1
 
 
+def force_delete_namespace(cluster: Cluster, namespace: str) -> None:
+    """Delete a namespace and let it go at once, as `kubectl replace --raw .../finalize` does by hand (the
+    test cluster has no namespace controller to finish the deletion)."""
+    cluster.kubectl("delete", "namespace", namespace, "--wait=false")
+    body = json.loads(cluster.kubectl("get", "namespace", namespace, "-o", "json").stdout)
+    body["spec"]["finalizers"] = []
+    raw = f"/api/v1/namespaces/{namespace}/finalize"
+    cluster.kubectl("replace", "--raw", raw, "-f", "-", input=json.dumps(body))
+    eventually(
+        lambda: cluster.kubectl("get", "namespace", namespace, check=False).returncode != 0,
+        timeout=30,
+        what=f"namespace {namespace} gone",
+    )
+
+
 def test_an_orphan_in_a_tenant_account_is_found_and_removed_signed_with_its_namespaces_role(
     cluster: Cluster, own_operator: Operator, fake_aws: FakeAWS, own_namespace: str, policies: Policies
 ) -> None:
     """The namespace's DBPolicy names a role in another account: its database is made there, so its
     orphan is found only by listing that account acting as the role (a session of the sweep's own, tagged
     with the namespace), and removed there with calls signed by it; the operator's own account, which
-    holds a database of the same name, is untouched."""
+    holds a database of the same name, is untouched. The orphan is made the way they come about: the
+    object's finalizer stripped and its namespace force-deleted, so that only the policy naming the
+    namespace still says which role made the database."""
     ns, account, role = own_namespace, "222222222222", "arn:aws:iam::222222222222:role/dbops-tenant"
     policies(f"role-{ns}", namespaces=[ns], aws={"roleArn": role, "externalId": "dbops-tenant"})
     tenant = fake_aws.client("rds", account=account)
@@ -99,6 +117,7 @@ def test_an_orphan_in_a_tenant_account_is_found_and_removed_signed_with_its_name
     fake_aws.reset_calls()
     cluster.kubectl("patch", "dbrestore", "tenant", "-n", ns, "--type=merge", "-p", '{"metadata":{"finalizers":null}}')
     cluster.kubectl("delete", "dbrestore", "tenant", "-n", ns, "--timeout=30s")
+    force_delete_namespace(cluster, ns)
 
     orphaned = lambda: value(scrape(own_operator.metrics_port), "dbops_orphaned_databases", kind="DBRestore")  # noqa: E731
     eventually(lambda: orphaned() == 1, timeout=60, what="the tenant's orphan counted")

@@ -157,10 +157,13 @@ class Tenancy:
 
     # --- AWS identity --------------------------------------------------------------------------------------
 
-    def identity(self, namespace: str, kind: str, name: str, requester: str) -> Identity | None:
+    def identity(
+        self, namespace: str, kind: str, name: str, requester: str, policies: list[rules.Policy] | None = None
+    ) -> Identity | None:
         """The role assumed for an object's AWS calls, with session tags naming the namespace, the object
-        and the requester; None: the operator's own identity (no policy of the namespace names a role)."""
-        policies = self.policies_for(namespace)
+        and the requester; None: the operator's own identity (no policy of the namespace names a role).
+        `policies`: the ones to go by instead of those that select the namespace now."""
+        policies = self.policies_for(namespace) if policies is None else policies
         found = rules.role(policies)
         if found is None:
             return None
@@ -177,15 +180,23 @@ class Tenancy:
         )
 
     def tenants(self, watched: Callable[[str], bool]) -> dict[str, Identity]:
-        """Namespace -> the identity the orphan sweep acts as there, for each watched namespace that exists
-        and whose policies name a role: the namespace's session tag (which the role's trust policy asks
-        for), and the sweep as the object and the requester. Roles in conflict are logged and skipped."""
+        """Namespace -> the identity the orphan sweep acts as there, for each watched namespace whose
+        policies name a role: the namespace's session tag (which the role's trust policy asks for), and
+        the sweep as the object and the requester. Roles in conflict are logged and skipped.
+
+        A namespace that a policy names but that is gone counts too: deleted (force-deleted while dbops
+        was down, say), it is where orphans come from, and the policies naming it still say which role
+        made its databases. Only those naming it: its labels, and so the selectors it matched, are gone."""
         with self._lock:
-            names = sorted(self._namespaces)
+            present = set(self._namespaces)
+            gone: dict[str, list[rules.Policy]] = {}
+            for _name, policy in sorted(self._policies.items()):
+                for namespace in set(policy.spec.namespaces or []) - present:
+                    gone.setdefault(namespace, []).append(policy)
         found = {}
-        for namespace in filter(watched, names):
+        for namespace in filter(watched, sorted(present | set(gone))):
             try:
-                identity = self.identity(namespace, *SWEEP)
+                identity = self.identity(namespace, *SWEEP, policies=gone.get(namespace))
             except SpecError as err:
                 log.warning("orphans of namespace %s not looked for: %s", namespace, err)
                 continue
