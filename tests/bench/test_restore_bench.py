@@ -64,6 +64,7 @@ class TimedWatch:
         )
         self.namespace = namespace
         self.seen: dict[str, float] = {}
+        self.pending: dict[str, float] = {}  # first seen Pending: the object's first pass has written
         self.finished: dict[str, tuple[float, str]] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -96,6 +97,8 @@ class TimedWatch:
         when, name = time.time(), obj["metadata"]["name"]
         self.seen.setdefault(name, when)
         phase = (obj.get("status") or {}).get("phase")
+        if phase == "Pending":
+            self.pending.setdefault(name, when)
         if phase in ("Available", "Failed") and name not in self.finished:
             self.finished[name] = (when, phase)
 
@@ -138,9 +141,12 @@ def test_200_restores_at_once(cluster: Cluster, own_operator: Operator, fake_aws
         for page in rds.get_paginator("describe_db_instances").paginate()
         for db in page["DBInstances"]
     }
-    to_call, to_available = [], []
+    to_call, to_available, to_pending, pending_to_call = [], [], [], []
     for n in names:
         to_call.append(created[f"bench-{n}"] - watch.seen[n])
+        if n in watch.pending:  # (a watch may skip a version: then the object is left out of the split)
+            to_pending.append(watch.pending[n] - watch.seen[n])
+            pending_to_call.append(created[f"bench-{n}"] - watch.pending[n])
         to_available.append(watch.finished[n][0] - (created[f"bench-{n}"] + CREATE_SECONDS))
 
     print(f"\n== {COUNT} DBRestores applied at once (kubectl apply: {applied_in:.1f}s), all Available in {total:.0f}s")
@@ -152,6 +158,12 @@ def test_200_restores_at_once(cluster: Cluster, own_operator: Operator, fake_aws
     for op, count in sorted(calls.items(), key=lambda kv: -kv[1]):
         print(f"     {op:40s} {count:6d}")
     print(f"   apply -> restore call      p50 {percentile(to_call, 0.5):6.2f}s  p99 {percentile(to_call, 0.99):6.2f}s")
+    print(
+        f"     of which apply -> Pending (first pass) p50 {percentile(to_pending, 0.5):.2f}s "
+        f"p99 {percentile(to_pending, 0.99):.2f}s, Pending -> restore call p50 "
+        f"{percentile(pending_to_call, 0.5):.2f}s p99 {percentile(pending_to_call, 0.99):.2f}s "
+        f"({len(to_pending)} of {COUNT} seen Pending)"
+    )
     print(
         f"   RDS available -> Available p50 {percentile(to_available, 0.5):6.2f}s  "
         f"p99 {percentile(to_available, 0.99):6.2f}s  (mean {statistics.mean(to_available):.2f}s)"
