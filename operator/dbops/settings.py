@@ -10,6 +10,7 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from dbops import redact
+from dbops.defaults import LIVENESS_PORT
 
 
 def _default_region() -> str:
@@ -50,7 +51,7 @@ class Settings(BaseSettings):
     aws_timeout: float = Field(20.0, gt=0, description="Seconds to wait for an AWS answer before retrying.")
     max_workers: int = Field(16, ge=1, description="Reconcile passes run at once (threads for the blocking calls).")
     metrics_port: int = Field(9100, description="Port of the Prometheus /metrics endpoint (0: off).")
-    liveness_port: int = Field(8080, description="Port of /healthz (liveness) and /readyz (readiness).")
+    liveness_port: int = Field(LIVENESS_PORT, description="Port of /healthz (liveness) and /readyz (readiness).")
     stall_seconds: float = Field(
         300.0, gt=0, description="/healthz fails when passes are due and none ran for this long."
     )

@@ -15,8 +15,9 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from dbops.defaults import LIVENESS_PORT
+
 Check = Callable[[], str | None]  # None: fine; else what is wrong
-PORT = 8080  # DBOPS_LIVENESS_PORT's default in dbops.settings (below core: it cannot import this)
 
 
 def early_port() -> int | None:
@@ -24,7 +25,7 @@ def early_port() -> int | None:
     (pydantic alone takes a quarter of a second to import); None when it is not a number, for the
     settings to refuse in words."""
     try:
-        return int(os.environ.get("DBOPS_LIVENESS_PORT", PORT))
+        return int(os.environ.get("DBOPS_LIVENESS_PORT", LIVENESS_PORT))
     except ValueError:
         return None
 
