@@ -112,6 +112,7 @@ def build(cfg: Settings, health: Health) -> Services:
         grace=cfg.orphan_grace,
         namespaces=orphans.exact_namespaces(cfg.namespace),
         tenants=lambda: tenancy.tenants(watched),
+        listed=slow.feed,  # the sweep's listing is the slow resync's poll of the settled objects
     )
     metrics.count_orphans(m, lambda: sweep.count)
     services = Services(

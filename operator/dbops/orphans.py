@@ -17,6 +17,9 @@ of its own namespace: the tenant role that made it, or the operator's own for a 
 An identity that cannot list (AssumeRole refused, throttled) is logged and keeps what it last found
 counted, untouched; the others are swept all the same.
 
+Each region's listing is also handed to the slow resync's cache (StatusCache.feed): it is the look at
+every settled object that the resync would otherwise make again with describes of its own.
+
 DBOPS_ORPHANS=snapshot also removes an orphan after DBOPS_ORPHAN_GRACE seconds: a final snapshot,
 then the deletion, as deletionPolicy Snapshot would have done. Only databases of namespaces this
 operator watches are ever considered, and nothing is done when the objects could not be listed.
@@ -50,6 +53,8 @@ from dbops.restore.removal import removal
 
 log = logging.getLogger(__name__)
 PLURALS = ("dbrestores", "dbattaches")
+# (region, kind, every database of that kind the listing saw, when the listing began (monotonic))
+Listed = Callable[[str, Kind, list[dict[str, Any]], float], None]
 
 
 @dataclass(frozen=True)
@@ -147,6 +152,7 @@ class Sweep:
         grace: float = 3600.0,
         namespaces: list[str] | None = None,
         tenants: Callable[[], dict[str, Identity]] = dict,
+        listed: Listed | None = None,
     ) -> None:
         self.aws, self.kube, self.reporter = aws, kube, reporter
         self.regions, self.watched = regions, watched
@@ -156,6 +162,8 @@ class Sweep:
         self.first_seen: dict[str, float] = {}  # Orphan.key -> when first found orphaned
         self.count: dict[str, int] = {}  # owner kind -> orphans now (the metric)
         self.last: dict[Identity | None, list[Orphan]] = {}  # what each identity found at its last listing
+        # Told each whole listing (as the identity that made it): the slow resync takes it for its own poll.
+        self.listed = listed
 
     def run(self, interval: float, is_leader: Callable[[], bool], stop: threading.Event) -> None:
         while not stop.wait(interval):
@@ -203,17 +211,24 @@ class Sweep:
         ours: dict[str, Identity | None] = {"": None}  # the operator's own identity, tried alone
         for sessions in [ours, *roles.values()]:
             first = next(iter(sessions.values()))  # what the role's listing is remembered under
-            for lister in sessions.values():
-                try:
-                    listed[first] = self._listed(lister, sessions, regions, known)
-                    break
-                except AWSError as exc:  # this session only: the role's next one, and other roles, go on
-                    who = f"as {lister.session_name} ({lister.role_arn})" if lister else "as the operator"
-                    log.warning("orphan sweep %s skipped: %s", who, exc)
-            else:
-                listed[first] = self.last.get(first, [])
+            found = self._list_role(sessions, regions, known)
+            if found is None:
+                found = self.last.get(first, [])
                 failed.add(first)
+            listed[first] = found
         return listed, failed
+
+    def _list_role(
+        self, sessions: dict[str, Identity | None], regions: list[str], known: set[str]
+    ) -> list[Orphan] | None:
+        """One role's orphans, through the first of its sessions that can list; None when none could."""
+        for lister in sessions.values():
+            try:
+                return self._listed(lister, sessions, regions, known)
+            except AWSError as exc:  # this session only: the role's next one, and other roles, go on
+                who = f"as {lister.session_name} ({lister.role_arn})" if lister else "as the operator"
+                log.warning("orphan sweep %s skipped: %s", who, exc)
+        return None
 
     def _listed(
         self, lister: Identity | None, sessions: dict[str, Identity | None], regions: list[str], known: set[str]
@@ -225,8 +240,12 @@ class Sweep:
         return [replace(o, identity=sessions.get(o.namespace, lister)) for o in orphans(dbs, known, self.watched)]
 
     def _tagged(self, region: str) -> list[tuple[Kind, dict[str, Any]]]:
+        began = time.monotonic()
         instances = self.aws.paginate(region, "describe_db_instances", "DBInstances")
         clusters = self.aws.paginate(region, "describe_db_clusters", "DBClusters")
+        if self.listed is not None:
+            self.listed(region, "instance", instances, began)
+            self.listed(region, "cluster", clusters, began)
         pairs: list[tuple[Kind, dict[str, Any]]] = [("cluster", c) for c in clusters]
         # A cluster's members are removed with it: only instances that stand alone are listed on their own.
         pairs += [("instance", i) for i in instances if not i.get("DBClusterIdentifier")]

@@ -206,6 +206,24 @@ def test_deletion_policy(cluster: Cluster, operator: Operator, fake_aws: FakeAWS
     assert rds.describe_db_instances(DBInstanceIdentifier="shop")["DBInstances"]  # the source is untouched
 
 
+def test_a_database_deleted_outside_dbops_shows_at_the_slow_resync_and_is_never_made_again(
+    cluster: Cluster, operator: Operator, fake_aws: FakeAWS, namespace: str
+) -> None:
+    """Drift of a settled object: the shared operator looks at Available objects only at the slow resync
+    (5 s here), through the orphan sweep's listing of the region (its slow cache makes no describe of its
+    own while the sweep runs). A database deleted behind dbops' back shows there; dbops does not restore
+    it again."""
+    rds = fake_aws.client("rds")
+    src = seed_instance(rds, "ledger")
+    cluster.apply(dbrestore("r-drift", namespace, {"dbSnapshot": src.snapshot_identifier}, "ledger-copy"))
+    wait_phase(cluster, "r-drift", namespace, "Available")
+    rds.delete_db_instance(DBInstanceIdentifier="ledger-copy", SkipFinalSnapshot=True)
+    obj = wait_phase(cluster, "r-drift", namespace, "Failed", timeout=90)
+    assert ready(obj)["reason"] == "NotFound" and "deleted outside dbops" in ready(obj)["message"], obj["status"]
+    assert obj["status"].get("rdsStatus") is None
+    assert fake_aws.calls().get("RestoreDBInstanceFromDBSnapshot") == 1
+
+
 def test_ttl_removes_the_database_and_keeps_the_record(
     cluster: Cluster, operator: Operator, fake_aws: FakeAWS, namespace: str
 ) -> None:

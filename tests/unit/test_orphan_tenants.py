@@ -197,3 +197,27 @@ def test_the_sweeps_identities_are_the_watched_namespaces_with_a_role_gone_ones_
         "dbops.dev/kind": "OrphanSweep",
         "dbops.dev/requester": "dbops-operator",
     }
+
+
+def test_each_listing_feeds_the_slow_resync_as_the_identity_that_made_it() -> None:
+    """The sweep's listings are the slow resync's poll: a tracked database is seen from the listing of
+    its own identity's account (absent there: gone), and the cache makes no describe of its own."""
+    from dbops.core.aws import StatusCache, acting_as
+
+    ours, theirs = _db("ours-db", "plain"), _db("tenant-db", "team-a")
+    aws = _Aws({None: [ours], ROLE: [theirs]})
+    polls: list[Any] = []
+    slow = StatusCache(600, fetch=lambda *args: polls.append(args) or {})
+    tenant = _identity("team-a")
+    slow.track("us-east-1", "instance", ["ours-db", "tenant-db"], owner="u1")
+    with acting_as(tenant):
+        slow.track("us-east-1", "instance", ["ours-db", "tenant-db"], owner="u2")
+    sweep, _ = _sweep(aws, {"team-a": tenant})
+    sweep.listed = slow.feed
+    sweep.once()
+    assert slow.get("us-east-1", "instance", "ours-db").db == ours
+    assert slow.get("us-east-1", "instance", "tenant-db").db is None  # not in the operator's account
+    with acting_as(tenant):
+        assert slow.get("us-east-1", "instance", "tenant-db").db == theirs
+        assert slow.get("us-east-1", "instance", "ours-db").db is None
+    assert polls == []

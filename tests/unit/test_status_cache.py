@@ -135,6 +135,63 @@ def test_what_the_cache_keeps_comes_back_as_aws_said_it() -> None:
     assert seen["InstanceCreateTime"].utcoffset() == datetime.timedelta(0)
 
 
+# --- feed: the orphan sweep's listing stands for the slow resync's poll ----------------------------------
+
+
+def _listing(*names: str, status: str = "available") -> list[dict[str, Any]]:
+    return [{"DBInstanceIdentifier": n, "DBInstanceStatus": status} for n in names]
+
+
+def test_a_listing_answers_the_next_polls_of_every_tracked_db_and_absent_means_gone() -> None:
+    fetch = Recorder()
+    cache = StatusCache(interval=600, fetch=fetch)
+    cache.track("r", "instance", ["a", "b"], owner="1")
+    cache.feed("r", "instance", _listing("a", "stranger"), since=time.monotonic())
+    a, b = cache.get("r", "instance", "a"), cache.get("r", "instance", "b")
+    assert a.seen and a.db == {"DBInstanceIdentifier": "a", "DBInstanceStatus": "available"}
+    assert b.seen and b.db is None  # not in a listing of the whole region: deleted
+    assert fetch.calls == []  # no poll of its own
+    cache.track("r", "instance", ["stranger"], owner="2")  # untracked at the listing: not kept from it
+    assert not cache.get("r", "instance", "stranger").seen
+
+
+def test_a_listing_older_than_a_poll_or_a_fresh_read_does_not_overwrite_them() -> None:
+    fetch = Recorder()
+    fetch.existing = {"a": {"DBInstanceIdentifier": "a", "DBInstanceStatus": "available"}}
+    cache = StatusCache(interval=600, fetch=fetch)
+    cache.track("r", "instance", ["a", "b", "c"], owner="1")
+    began = time.monotonic()
+    cache.get("r", "instance", "a")  # a poll after the listing began
+    cache.feed("r", "instance", _listing(status="deleting"), since=began)
+    assert cache.get("r", "instance", "a").db == fetch.existing["a"]
+    began = time.monotonic()
+    cache.put("r", "instance", {"b": {"DBInstanceIdentifier": "b", "DBInstanceStatus": "modifying"}})
+    cache.forget("r", "instance", ["c"])  # created after the listing began
+    cache.feed("r", "instance", _listing("a", status="stopped"), since=began - 1.0)  # (older than the poll)
+    assert cache.get("r", "instance", "a").db == fetch.existing["a"]
+    cache2 = StatusCache(interval=600, fetch=fetch)
+    cache2.track("r", "instance", ["a", "b", "c"], owner="1")
+    began = time.monotonic()
+    cache2.put("r", "instance", {"b": {"DBInstanceIdentifier": "b", "DBInstanceStatus": "modifying"}})
+    cache2.forget("r", "instance", ["c"])
+    cache2.feed("r", "instance", _listing("a", "b", status="stopped"), since=began)
+    assert cache2.get("r", "instance", "a").db == {"DBInstanceIdentifier": "a", "DBInstanceStatus": "stopped"}
+    assert cache2.get("r", "instance", "b").db == {"DBInstanceIdentifier": "b", "DBInstanceStatus": "modifying"}
+    assert not cache2.get("r", "instance", "c").seen  # forgotten after the listing began: still unknown
+
+
+def test_a_listing_stands_for_more_than_one_interval_and_the_cache_polls_when_they_stop() -> None:
+    fetch = Recorder()
+    cache = StatusCache(interval=0.2, fetch=fetch)
+    cache.track("r", "instance", ["a"], owner="1")
+    cache.feed("r", "instance", _listing("a"), since=time.monotonic())
+    time.sleep(0.22)  # past a poll's interval, within the listing's 1.5 intervals
+    assert cache.get("r", "instance", "a").seen and fetch.calls == []
+    time.sleep(0.1)  # no listing came: the cache polls by itself
+    cache.get("r", "instance", "a")
+    assert len(fetch.calls) == 1
+
+
 # --- Recent: the source reads of a burst ------------------------------------------------------------------
 
 

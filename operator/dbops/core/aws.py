@@ -486,9 +486,13 @@ def _packed(found: dict[str, dict[str, Any]]) -> dict[str, bytes]:
 class _Entry:
     tracked: dict[str, set[str]] = field(default_factory=dict)  # identifier -> UIDs of objects polling it
     data: dict[str, bytes] = field(default_factory=dict)  # identifier -> what AWS said, packed (_pack)
-    fetched_at: float = float("-inf")
+    fetched_at: float = float("-inf")  # when what `data` holds was read: a poll, or a listing's start
+    due_at: float = float("-inf")  # when the next poll of every tracked identifier is due
     fetched_ids: frozenset[str] = frozenset()
     caught_up_at: float = float("-inf")
+    # identifier -> when a fresh read, create or delete last changed what is known of it: a listing made
+    # before that moment (`feed`) is older news about it
+    touched: dict[str, float] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -543,6 +547,7 @@ class StatusCache:
                     if not entry.tracked[ident]:
                         del entry.tracked[ident]
                         entry.data.pop(ident, None)
+                        entry.touched.pop(ident, None)
                         entry.fetched_ids = entry.fetched_ids - {ident}
 
     def put(self, region: str, kind: Kind, found: dict[str, dict[str, Any] | None]) -> None:
@@ -557,6 +562,7 @@ class StatusCache:
                 else:
                     entry.data[ident] = _pack(db)
                 entry.fetched_ids = entry.fetched_ids | {ident}
+                entry.touched[ident] = time.monotonic()
 
     def forget(self, region: str, kind: Kind, identifiers: Iterable[str]) -> None:
         """Drop what the last poll saw of these identifiers: called right after creating or deleting
@@ -564,6 +570,29 @@ class StatusCache:
         entry = self._entry(region, kind)
         with entry.lock:
             entry.fetched_ids = entry.fetched_ids - set(identifiers)
+            entry.touched.update(dict.fromkeys(identifiers, time.monotonic()))
+
+    def feed(self, region: str, kind: Kind, listing: Iterable[dict[str, Any]], since: float) -> None:
+        """A whole region's listing made for something else (the orphan sweep, as this thread's identity),
+        begun at `since` (monotonic): it stands for this cache's next poll of every tracked identifier,
+        absent meaning gone, so that one resync does not describe the same databases twice. It counts as
+        fresh for longer than a poll (1.5 intervals), so that a sweep every interval keeps the cache from
+        polling at all; should the sweeps stop, the cache polls again by itself. What was read fresh or
+        acted on after `since` is kept: the listing is older news about it."""
+        id_key = "DBInstanceIdentifier" if kind == "instance" else "DBClusterIdentifier"
+        entry = self._entry(region, kind)
+        with entry.lock:
+            if entry.fetched_at >= since:
+                return  # a poll made after the listing began: it is the newer
+            newer = {i for i, at in entry.touched.items() if at >= since}
+            listed = {str(db[id_key]): db for db in listing if str(db.get(id_key)) in entry.tracked}
+            data = {i: entry.data[i] for i in newer if i in entry.data}
+            data.update({i: _pack(db) for i, db in listed.items() if i not in newer})
+            entry.data = data
+            entry.fetched_ids = frozenset(entry.tracked).difference(newer) | (entry.fetched_ids & newer)
+            entry.fetched_at, entry.due_at = since, since + self.interval * 1.5
+            entry.caught_up_at = max(entry.caught_up_at, since)
+            entry.touched = {i: at for i, at in entry.touched.items() if at >= since}
 
     def get(self, region: str, kind: Kind, identifier: str) -> Observation:
         """What the last batched poll saw of a tracked DB, refreshing it when it is an interval old.
@@ -574,15 +603,18 @@ class StatusCache:
         entry = self._entry(region, kind)
         with entry.lock:
             moment = time.monotonic()
-            if moment - entry.fetched_at >= self.interval * 0.9:
+            if moment >= entry.due_at:
                 ids = frozenset(entry.tracked) | {identifier}
                 entry.data = _packed(self._fetch(region, kind, ids))
                 entry.fetched_at = entry.caught_up_at = moment
+                entry.due_at = moment + self.interval * 0.9
                 entry.fetched_ids = ids
+                entry.touched = {}
             elif identifier not in entry.fetched_ids and moment - entry.caught_up_at >= self.batch_delay:
                 ids = (frozenset(entry.tracked) | {identifier}) - entry.fetched_ids
                 entry.data.update(_packed(self._fetch(region, kind, ids)))
                 entry.caught_up_at = moment
+                entry.touched.update(dict.fromkeys(ids, moment))
                 entry.fetched_ids = entry.fetched_ids | ids
             if identifier not in entry.fetched_ids:
                 return Observation(seen=False, db=None)
