@@ -13,7 +13,7 @@ from pydantic import BaseModel
 
 from dbops.attach import plan, tenancy
 from dbops.core.aws import Aws, StatusCache
-from dbops.core.reconciler import Note, Outcome, Pass
+from dbops.core.reconciler import Note, Outcome, Pass, accepted
 from dbops.core.status import View, held, timestamp
 from dbops.core.types import SpecError, owned_by, ownership_tags
 from dbops.models import DBAttachSpec, DBAttachStatus, DBRestoreSpec
@@ -63,7 +63,7 @@ class AttachController:
             view = View(
                 "Pending", "Unknown", "Accepted", "attach requested; resolving the cluster", {"startTime": timestamp()}
             )
-            return Outcome(view, requeue=0.0, finalizer=True)
+            return accepted(view)
         try:
             cluster_id, region = self._resolve(spec, p)
         except WaitingError as wait:

@@ -2,7 +2,8 @@
 with the pure functions of plan.py, progress.py and removal.py, acts, and returns the status.
 
 A pass, in order:
-1. A new object is Pending at once, before any AWS call (so that `kubectl get -w` shows it seen).
+1. A new object is Pending at once, before any AWS call (so that `kubectl get -w` shows it seen),
+   and the same pass goes on to step 2 (core.reconciler.accepted).
 2. The batched poll says how far the restore is. If something must be created, deleted or reported
    as failed, the object and AWS are read again, fresh, and the decision is made again on that.
 3. Once Available: the master password is set if asked, then spec.verify's probes run (once per
@@ -22,7 +23,7 @@ from pydantic import BaseModel
 from dbops.core import connection
 from dbops.core.aws import Aws, AWSError, StatusCache
 from dbops.core.kube import K8sError, SecretKeyMissingError
-from dbops.core.reconciler import RETRY_ANNOTATION, Note, Outcome, Pass
+from dbops.core.reconciler import RETRY_ANNOTATION, Note, Outcome, Pass, accepted
 from dbops.core.status import Cond, View, condition, held, now, parse_timestamp, timestamp
 from dbops.core.types import SOURCE_TAG, Call, SpecError, owned_by, tags_of
 from dbops.models import DBRestoreSpec, DBRestoreStatus
@@ -88,7 +89,7 @@ class RestoreController:
         if not p.status.get("phase"):
             message = f"restore of {spec.target.identifier} requested; resolving the source"
             view = View("Pending", "Unknown", "Accepted", message, {**ident, "startTime": timestamp()})
-            return Outcome(view, requeue=0.0, finalizer=True)
+            return accepted(view)
         existing = observe.cached(self._cache(p), ref.kind, ref.region, spec, p.uid)
         if existing is None and p.status.get("restoreCallTime"):
             return Outcome(held(p.status), requeue=1.0)  # the next batched poll will have seen it

@@ -21,7 +21,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from dbops.core.reconciler import Note, Outcome, Pass
+from dbops.core.reconciler import Note, Outcome, Pass, accepted
 from dbops.core.status import View, now, parse_timestamp, timestamp
 from dbops.models import DBRestoreScheduleSpec, DBRestoreScheduleStatus
 from dbops.schedule import cron as cron_mod
@@ -71,7 +71,7 @@ class ScheduleController:
         if not p.status.get("phase"):
             message = f"schedule accepted: {cron.words}"
             view = View("Pending", "Unknown", "Accepted", message, {"scheduleDescription": cron.words})
-            return Outcome(view, requeue=0.0, finalizer=True)
+            return accepted(view)
         moment = now()
         children = self._children(p)
         entries = [runs_mod.entry(c) for c in children]
