@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime
 import os
 import pathlib
+import resource
 import statistics
 import threading
 import time
@@ -42,6 +43,37 @@ pytestmark = pytest.mark.bench
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a process (fields 14 and 15 of /proc/PID/stat, in clock ticks)."""
+    fields = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class CpuSampler:
+    """The CPU seconds each process has used, sampled every 0.2 s against the wall clock, so that the
+    CPU of any window (apply to the last restore call, known only afterwards) can be read off."""
+
+    def __init__(self, pids: dict[str, int]) -> None:
+        self.pids = pids
+        self.samples: list[tuple[float, dict[str, float]]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.2):
+            self.samples.append((time.time(), {name: cpu_seconds(pid) for name, pid in self.pids.items()}))
+
+    def spent(self, start: float, end: float) -> dict[str, float]:
+        first = min(self.samples, key=lambda s: abs(s[0] - start))[1]
+        last = min(self.samples, key=lambda s: abs(s[0] - end))[1]
+        return {name: last[name] - first[name] for name in self.pids}
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 def peak_rss_mib(pid: int) -> float:
@@ -120,9 +152,20 @@ def test_200_restores_at_once(cluster: Cluster, own_operator: Operator, fake_aws
     time.sleep(1)  # the watch is established before the first object exists
     names = [f"b-{i:03d}" for i in range(COUNT)]
     docs = [dbrestore(n, own_namespace, {"dbSnapshot": src.snapshot_identifier}, f"bench-{n}") for n in names]
-    started = time.monotonic()
+    assert fake_aws.pid is not None
+    pids = {
+        "kube-apiserver": cluster.process("kube-apiserver").pid,
+        "etcd": cluster.process("etcd").pid,
+        "operator": own_operator.proc.pid,
+        "fake AWS": fake_aws.pid,
+    }
+    sampler = CpuSampler(pids)
+    time.sleep(0.5)
+    started, wall_started = time.monotonic(), time.time()
+    kubectl_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(docs), timeout=300)
     applied_in = time.monotonic() - started
+    kubectl_after = resource.getrusage(resource.RUSAGE_CHILDREN)
 
     deadline = time.monotonic() + CREATE_SECONDS + 900
     while time.monotonic() < deadline and len(watch.finished) < COUNT:
@@ -131,6 +174,7 @@ def test_200_restores_at_once(cluster: Cluster, own_operator: Operator, fake_aws
     calls = fake_aws.calls()
     rss = peak_rss_mib(own_operator.proc.pid)
     watch.stop()
+    sampler.stop()
 
     assert len(watch.finished) == COUNT, f"{COUNT - len(watch.finished)} objects never finished"
     assert {phase for _, phase in watch.finished.values()} == {"Available"}, watch.finished
@@ -169,3 +213,15 @@ def test_200_restores_at_once(cluster: Cluster, own_operator: Operator, fake_aws
         f"p99 {percentile(to_available, 0.99):6.2f}s  (mean {statistics.mean(to_available):.2f}s)"
     )
     print(f"   operator peak RSS {rss:.0f} MiB")
+    # Is the burst bound by the machine? The CPU every process spent from apply to the last restore call,
+    # against what the machine's cores offer in that time.
+    window = max(created[f"bench-{n}"] for n in names) - wall_started
+    spent = sampler.spent(wall_started, wall_started + window)
+    spent["kubectl"] = sum(getattr(kubectl_after, f) - getattr(kubectl_before, f) for f in ("ru_utime", "ru_stime"))
+    total_cpu, cores = sum(spent.values()), os.cpu_count() or 1
+    print(
+        f"   CPU from apply to the last restore call ({window:.1f}s): "
+        + ", ".join(f"{name} {sec:.1f}s" for name, sec in spent.items())
+        + f"; {total_cpu:.1f} CPU-s in all, {total_cpu / COUNT * 1000:.0f} ms per object, "
+        f"{total_cpu / (cores * window) * 100:.0f}% of what {cores} cores offer in that time"
+    )

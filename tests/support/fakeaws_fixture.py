@@ -32,8 +32,9 @@ STARTUP_TIMEOUT = 120.0  # moto imports slowly on a loaded machine
 class FakeAWS:
     """Handle on a running fake AWS server: endpoint, boto3 clients and the control API."""
 
-    def __init__(self, endpoint: str) -> None:
+    def __init__(self, endpoint: str, pid: int | None = None) -> None:
         self.endpoint = endpoint
+        self.pid = pid  # the server process (benchmarks count its CPU)
         self._http = requests.Session()
 
     def env(self) -> dict[str, str]:
@@ -182,7 +183,7 @@ def start_server(log_path: Path, **extra_env: str) -> tuple[FakeAWS, subprocess.
                 stderr=subprocess.STDOUT,
             )
         if _wait_until_up(proc, endpoint):
-            return FakeAWS(endpoint), proc
+            return FakeAWS(endpoint, proc.pid), proc
         _stop(proc)
     raise RuntimeError(f"fake AWS server did not start; log {log_path}:\n{log_path.read_text()}")
 
