@@ -582,17 +582,21 @@ class StatusCache:
         id_key = "DBInstanceIdentifier" if kind == "instance" else "DBClusterIdentifier"
         entry = self._entry(region, kind)
         with entry.lock:
+            tracked = frozenset(entry.tracked)
+        # Packed outside the lock (thousands of databases): the passes reading this entry do not wait.
+        packed = {str(db[id_key]): _pack(db) for db in listing if str(db.get(id_key)) in tracked}
+        with entry.lock:
             if entry.fetched_at >= since:
                 return  # a poll made after the listing began: it is the newer
-            newer = {i for i, at in entry.touched.items() if at >= since}
-            listed = {str(db[id_key]): db for db in listing if str(db.get(id_key)) in entry.tracked}
+            entry.touched = {i: at for i, at in entry.touched.items() if at >= since}
+            newer = set(entry.touched)
+            tracked = frozenset(entry.tracked)
             data = {i: entry.data[i] for i in newer if i in entry.data}
-            data.update({i: _pack(db) for i, db in listed.items() if i not in newer})
+            data.update({i: v for i, v in packed.items() if i in tracked and i not in newer})
             entry.data = data
-            entry.fetched_ids = frozenset(entry.tracked).difference(newer) | (entry.fetched_ids & newer)
+            entry.fetched_ids = tracked.difference(newer) | (entry.fetched_ids & newer)
             entry.fetched_at, entry.due_at = since, since + self.interval * 1.5
             entry.caught_up_at = max(entry.caught_up_at, since)
-            entry.touched = {i: at for i, at in entry.touched.items() if at >= since}
 
     def get(self, region: str, kind: Kind, identifier: str) -> Observation:
         """What the last batched poll saw of a tracked DB, refreshing it when it is an interval old.
