@@ -66,3 +66,21 @@ def test_healthz_answers_before_the_operator_has_a_cluster() -> None:
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_a_prober_that_hangs_up_early_leaves_no_traceback_on_stderr(capfd: pytest.CaptureFixture[str]) -> None:
+    """The operator's log is one format (JSON lines with DBOPS_LOG_FORMAT=json): the standard library's
+    traceback for a probe closed before its answer must not land in it."""
+    import socket
+
+    port = free_port()
+    server = health.Health().serve(port, "127.0.0.1")
+    try:
+        for _ in range(20):
+            with socket.create_connection(("127.0.0.1", port)) as sock:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+                sock.sendall(b"GET /readyz HTTP/1.0\r\n\r\n")
+        time.sleep(0.5)
+    finally:
+        server.stop()
+    assert "Traceback" not in capfd.readouterr().err

@@ -9,7 +9,9 @@ before kopf, boto3 and the rest are imported, so that a probe answers within a f
 from __future__ import annotations
 
 import json
+import logging
 import os
+import sys
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -72,7 +74,7 @@ class Health:
             def log_message(self, *_: Any) -> None:  # probes every few seconds are not news
                 return
 
-        self._server = ThreadingHTTPServer((addr, port), Handler)
+        self._server = _Server((addr, port), Handler)
         self._server.daemon_threads = True
         threading.Thread(target=self._server.serve_forever, name="dbops-health", daemon=True).start()
         return self
@@ -80,3 +82,12 @@ class Health:
     def stop(self) -> None:
         if self._server is not None:
             self._server.shutdown()
+
+
+class _Server(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A prober that hung up before its answer is not an error. The standard library's default prints
+        a traceback to stderr, a line of no log format; anything else goes to the log."""
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        logging.getLogger(__name__).exception("health probe from %s failed", client_address[0])
