@@ -241,3 +241,96 @@ def test_a_lone_fresh_read_waits_one_window_and_a_growing_burst_shares_one_call(
     for thread in threads:
         thread.join()
     assert calls == [["alone"], [f"db-{n}" for n in range(6)]]
+
+
+class SlowFetch(Recorder):
+    """A describe that takes until the test lets it answer, with what AWS said when it was made."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.started, self.release = threading.Event(), threading.Event()
+
+    def __call__(self, region: str, kind: Kind, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+        answer = super().__call__(region, kind, ids)
+        self.started.set()
+        assert self.release.wait(10)
+        return answer
+
+
+def _polling(cache: StatusCache, fetch: SlowFetch, ident: str) -> threading.Thread:
+    thread = threading.Thread(target=cache.get, args=("r", "instance", ident))
+    thread.start()
+    assert fetch.started.wait(10)
+    return thread
+
+
+def test_track_put_and_forget_do_not_wait_for_a_poll_in_flight() -> None:
+    fetch = SlowFetch()
+    cache = StatusCache(interval=3600, fetch=fetch)
+    cache.track("r", "instance", ["a"], owner="1")
+    poll = _polling(cache, fetch, "a")
+    done = threading.Event()
+
+    def others() -> None:
+        cache.track("r", "instance", ["b"], owner="2")
+        cache.put("r", "instance", {"b": None})
+        cache.forget("r", "instance", ["b"])
+        done.set()
+
+    threading.Thread(target=others).start()
+    try:
+        assert done.wait(5), "track/put/forget waited for the poll's AWS call"
+    finally:
+        fetch.release.set()
+        poll.join(5)
+
+
+def test_a_fresh_read_during_a_poll_is_not_undone_by_the_poll_s_older_answer() -> None:
+    fetch = SlowFetch()
+    fetch.existing = {"a": {"DBInstanceStatus": "creating"}}
+    cache = StatusCache(interval=3600, fetch=fetch)
+    cache.track("r", "instance", ["a", "gone"], owner="1")
+    poll = _polling(cache, fetch, "a")  # asked while "a" was creating
+    cache.put("r", "instance", {"a": {"DBInstanceStatus": "available"}})  # read fresh after the poll began
+    fetch.release.set()
+    poll.join(5)
+    assert cache.get("r", "instance", "a").db == {"DBInstanceStatus": "available"}
+    assert cache.get("r", "instance", "gone").seen and cache.get("r", "instance", "gone").db is None
+    assert len(fetch.calls) == 1
+
+
+def test_what_is_untracked_during_a_poll_is_not_kept() -> None:
+    fetch = SlowFetch()
+    fetch.existing = {"a": {"DBInstanceStatus": "creating"}, "b": {"DBInstanceStatus": "creating"}}
+    cache = StatusCache(interval=3600, fetch=fetch)
+    cache.track("r", "instance", ["a"], owner="1")
+    cache.track("r", "instance", ["b"], owner="old")
+    poll = _polling(cache, fetch, "a")
+    cache.untrack("old")  # its object went: a later object named the same must not see its data
+    fetch.release.set()
+    poll.join(5)
+    cache.track("r", "instance", ["b"], owner="new")
+    assert not cache.get("r", "instance", "b").seen
+
+
+def test_passes_waiting_for_a_poll_in_flight_take_its_answer() -> None:
+    fetch = SlowFetch()
+    fetch.existing = {f"db{i}": {"DBInstanceStatus": "creating"} for i in range(20)}
+    cache = StatusCache(interval=3600, fetch=fetch)
+    for i in range(20):
+        cache.track("r", "instance", [f"db{i}"], owner=str(i))
+    first = _polling(cache, fetch, "db0")
+    seen: list[bool] = []
+
+    def ask(i: int) -> None:
+        seen.append(cache.get("r", "instance", f"db{i}").seen)
+
+    waiting = [threading.Thread(target=ask, args=(i,)) for i in range(1, 20)]
+    for t in waiting:
+        t.start()
+    time.sleep(0.2)
+    fetch.release.set()
+    for t in [first, *waiting]:
+        t.join(5)
+    assert seen == [True] * 19
+    assert len(fetch.calls) == 1

@@ -493,7 +493,8 @@ class _Entry:
     # identifier -> when a fresh read, create or delete last changed what is known of it: a listing made
     # before that moment (`feed`) is older news about it
     touched: dict[str, float] = field(default_factory=dict)
-    lock: threading.Lock = field(default_factory=threading.Lock)
+    lock: threading.Lock = field(default_factory=threading.Lock)  # held for reads and writes of the above
+    polling: threading.Lock = field(default_factory=threading.Lock)  # held for a poll's AWS call
 
 
 @dataclass(frozen=True)
@@ -603,27 +604,56 @@ class StatusCache:
 
         An identifier tracked since the last poll is `seen=False` until a catch-up poll of every such
         identifier (at most one per `batch_delay`): a burst of new objects costs one call, not one each.
-        """
+        The poll runs outside the entry's lock: a describe of hundreds of databases takes a while, and
+        the passes that only track, put or read what is there must not queue behind it (in a burst of
+        200 restores they did, for a sixth of every pass). One poll of an entry runs at a time; a pass
+        that needs it waits for its answer rather than making the same call."""
         entry = self._entry(region, kind)
         with entry.lock:
-            moment = time.monotonic()
-            if moment >= entry.due_at:
-                ids = frozenset(entry.tracked) | {identifier}
-                entry.data = _packed(self._fetch(region, kind, ids))
-                entry.fetched_at = entry.caught_up_at = moment
-                entry.due_at = moment + self.interval * 0.9
-                entry.fetched_ids = ids
-                entry.touched = {}
-            elif identifier not in entry.fetched_ids and moment - entry.caught_up_at >= self.batch_delay:
-                ids = (frozenset(entry.tracked) | {identifier}) - entry.fetched_ids
-                entry.data.update(_packed(self._fetch(region, kind, ids)))
-                entry.caught_up_at = moment
-                entry.touched.update(dict.fromkeys(ids, moment))
-                entry.fetched_ids = entry.fetched_ids | ids
+            due = self._due(entry, identifier, time.monotonic()) is not None
+        if due:
+            with entry.polling:
+                with entry.lock:  # again: the poll this pass waited for may have been the one due
+                    moment = time.monotonic()
+                    poll = self._due(entry, identifier, moment)
+                if poll is not None:
+                    found = _packed(self._fetch(region, kind, poll[0]))
+                    with entry.lock:
+                        self._store(entry, poll, found, moment)
+        with entry.lock:
             if identifier not in entry.fetched_ids:
                 return Observation(seen=False, db=None)
             packed = entry.data.get(identifier)
-            return Observation(seen=True, db=None if packed is None else _unpack(packed))
+        return Observation(seen=True, db=None if packed is None else _unpack(packed))
+
+    def _due(self, entry: _Entry, identifier: str, moment: float) -> tuple[frozenset[str], bool] | None:
+        """The poll due now, if any: (identifiers, whether it is the whole entry's poll)."""
+        if moment >= entry.due_at:
+            return frozenset(entry.tracked) | {identifier}, True
+        if identifier not in entry.fetched_ids and moment - entry.caught_up_at >= self.batch_delay:
+            return (frozenset(entry.tracked) | {identifier}) - entry.fetched_ids, False
+        return None
+
+    def _store(self, entry: _Entry, poll: tuple[frozenset[str], bool], found: dict[str, bytes], since: float) -> None:
+        """A poll begun at `since`: what a fresh read, create, delete or listing told of an identifier
+        after that moment is newer news and stays; what nobody tracks any more is not kept."""
+        ids, whole = poll
+        if whole and entry.fetched_at >= since:
+            return  # a listing begun after this poll landed meanwhile (feed): it is the newer
+        newer = {i for i, at in entry.touched.items() if at >= since}
+        wanted = {i for i in ids - newer if i in entry.tracked}
+        if whole:
+            entry.data = {i: v for i, v in entry.data.items() if i in newer}
+            entry.fetched_ids = frozenset(wanted | (entry.fetched_ids & newer))
+            entry.touched = {i: entry.touched[i] for i in newer}
+            entry.fetched_at, entry.due_at = since, since + self.interval * 0.9
+        else:
+            for ident in wanted:
+                entry.data.pop(ident, None)
+            entry.fetched_ids = entry.fetched_ids | wanted
+            entry.touched.update(dict.fromkeys(wanted, since))
+        entry.data.update({i: found[i] for i in wanted if i in found})
+        entry.caught_up_at = max(entry.caught_up_at, since)
 
     def tracked_count(self) -> int:
         with self._lock:

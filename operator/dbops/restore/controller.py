@@ -90,7 +90,7 @@ class RestoreController:
             message = f"restore of {spec.target.identifier} requested; resolving the source"
             view = View("Pending", "Unknown", "Accepted", message, {**ident, "startTime": timestamp()})
             return accepted(view)
-        existing = observe.cached(self._cache(p), ref.kind, ref.region, spec, p.uid)
+        existing = self._cached(p, spec, ref)
         if existing is None and p.status.get("restoreCallTime"):
             return Outcome(held(p.status), requeue=1.0)  # the next batched poll will have seen it
         if existing is None or self._must_act(spec, ref, existing, p):
@@ -107,6 +107,16 @@ class RestoreController:
     def _cache(self, p: Pass) -> StatusCache:
         """Objects on their way poll at the restore cadence; settled ones at the slow resync."""
         return self.fast if p.status.get("phase") in ("Pending", "Restoring", "Deleting") else self.slow
+
+    def _cached(self, p: Pass, spec: DBRestoreSpec, ref: SourceRef) -> Existing | None:
+        """What the batched poll saw, once the restore call is made. Before it, only a fresh read can
+        decide (whatever the poll saw, the create is decided again on one), so a new object does not
+        wait for a poll of its burst's names first: it only has them tracked, for the poll after."""
+        cache = self._cache(p)
+        if p.status.get("restoreCallTime"):
+            return observe.cached(cache, ref.kind, ref.region, spec, p.uid)
+        observe.track(cache, ref.kind, ref.region, spec, p.uid)
+        return None
 
     def _fresh(self, p: Pass, spec: DBRestoreSpec, ref: SourceRef) -> Existing:
         return observe.fresh(self.aws, self._cache(p), ref.kind, ref.region, spec, p.uid)

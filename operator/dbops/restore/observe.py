@@ -16,14 +16,20 @@ from dbops.restore.source import SourceRef, instance_names, latest_snapshot, no_
 def cached(cache: StatusCache, kind: Kind, region: str, spec: DBRestoreSpec, uid: str) -> Existing | None:
     """From the batched poll (progress only); None until the poll has seen every name."""
     ident = spec.target.identifier
-    names = instance_names(spec) if kind == "cluster" else []
-    cache.track(region, kind, [ident], owner=uid)
-    cache.track(region, "instance", names, owner=uid)
+    names = track(cache, kind, region, spec, uid)
     target = cache.get(region, kind, ident)
     members = {n: cache.get(region, "instance", n) for n in names}
     if not target.seen or not all(m.seen for m in members.values()):
         return None
     return Existing(target.db, {n: m.db for n, m in members.items()})
+
+
+def track(cache: StatusCache, kind: Kind, region: str, spec: DBRestoreSpec, uid: str) -> list[str]:
+    """Have the batched poll look at the spec's names for this object; returns the instance names."""
+    names = instance_names(spec) if kind == "cluster" else []
+    cache.track(region, kind, [spec.target.identifier], owner=uid)
+    cache.track(region, "instance", names, owner=uid)
+    return names
 
 
 def fresh(aws: Aws, cache: StatusCache, kind: Kind, region: str, spec: DBRestoreSpec, uid: str) -> Existing:
