@@ -741,6 +741,24 @@ class Monitoring(Model):
     role_arn: str | None = text("IAM role that lets RDS send Enhanced Monitoring metrics.", ROLE_ARN)
 
 
+class AttachConnection(Model):
+    """Where dbops writes how applications reach the readers this DBAttach added."""
+
+    name: str = text(
+        "Name of the Secret (or ConfigMap) in the DBAttach's namespace. dbops creates it, owned by the "
+        "DBAttach (it goes with it), and keeps it up to date as instances come and go; it never writes "
+        "into one it did not create.",
+        OBJECT_NAME,
+        default=...,
+    )
+    kind: Literal["Secret", "ConfigMap"] = Field(
+        "Secret",
+        description="Secret (the default) or ConfigMap; it holds no password. Keys: readerEndpoint (the "
+        "cluster's, spread over all its readers), port, engine, username and database (when RDS has them), "
+        "instanceEndpoints (this object's instances' own endpoints, comma-separated, in identifier order).",
+    )
+
+
 class DBAttachSpec(Model):
     """Add reader instance(s) to an existing Aurora cluster. Engine and version always come from the
     cluster; cluster-owned settings (network, ports, storage) are never set on the instances."""
@@ -779,6 +797,9 @@ class DBAttachSpec(Model):
         "Retain",
         description="Retain (default) or Delete the instances when this object is deleted (never the "
         "cluster, never the writer).",
+    )
+    connection: AttachConnection | None = Field(
+        None, description="Write the readers' connection details (reader endpoint, port) for applications."
     )
 
 

@@ -1,6 +1,6 @@
 """Connection details (spec.connection) end to end: the Secret or ConfigMap dbops writes for the apps
-that use a restored database, kept up to date, refused where the name is someone else's, and gone
-with the DBRestore."""
+that use a restored database (or the readers a DBAttach added), kept up to date, refused where the name
+is someone else's, and gone with the object."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ import base64
 import json
 from typing import Any
 
-from tests.e2e.restore_helpers import dbrestore
-from tests.support.fakeaws_fixture import FakeAWS, seed_instance
+from tests.e2e.obs_helpers import eventually
+from tests.e2e.restore_helpers import dbattach, dbrestore
+from tests.support.fakeaws_fixture import FakeAWS, seed_cluster, seed_instance
 from tests.support.kube import Cluster
 from tests.support.operator import Operator
 
@@ -141,3 +142,68 @@ def test_the_password_secret_itself_is_refused_at_admission(cluster: Cluster, na
     refused = cluster.kubectl("apply", "-f", "-", input=json.dumps(body), check=False)
     assert refused.returncode != 0
     assert "spec.connection.name: Invalid value" in refused.stderr and "must not name the Secret" in refused.stderr
+
+
+def _readers(cluster: Cluster, name: str, namespace: str, count: int) -> dict[str, Any]:
+    def done(obj: dict[str, Any]) -> bool:
+        st = obj.get("status") or {}
+        return st.get("phase") == "Available" and st.get("ready") == f"{count}/{count}" and written(obj)
+
+    return cluster.wait_for("dbattach", name, namespace, done, timeout=120, what=f"Available {count}/{count}, written")
+
+
+def test_a_dbattach_s_readers_are_written_follow_a_scale_out_and_go_with_the_object(
+    cluster: Cluster, operator: Operator, fake_aws: FakeAWS, namespace: str
+) -> None:
+    rds = fake_aws.client("rds")
+    seeded = seed_cluster(rds, "conr")
+    conn = {"name": "orders-readers", "kind": "ConfigMap"}
+    cluster.apply(dbattach("r1", namespace, {"dbCluster": "conr"}, identifierPrefix="conr-ro", connection=conn))
+    obj = _readers(cluster, "r1", namespace, 1)
+    data, st = config_data(cluster, "orders-readers", namespace), obj["status"]
+    (mine,) = st["instances"]
+    assert data["readerEndpoint"] == st["endpoint"] and data["readerEndpoint"].startswith("conr.cluster-ro-")
+    assert data["port"] == str(seeded.port) and data["engine"] == "aurora-postgresql"
+    assert data["instanceEndpoints"] == mine["endpoint"]
+    assert "password" not in data and "endpoint" not in data  # the writer's endpoint is not the readers'
+    (owner,) = (get(cluster, "configmap", "orders-readers", namespace) or {})["metadata"]["ownerReferences"]
+    assert (owner["kind"], owner["name"], owner["uid"]) == ("DBAttach", "r1", obj["metadata"]["uid"])
+
+    # A scale out is written once the new reader has its endpoint.
+    cluster.kubectl("patch", "dbattach", "r1", "-n", namespace, "--type=merge", "-p", '{"spec":{"count":2}}')
+    _readers(cluster, "r1", namespace, 2)
+    obj = cluster.wait_for(
+        "dbattach",
+        "r1",
+        namespace,
+        lambda _: len(config_data(cluster, "orders-readers", namespace)["instanceEndpoints"].split(",")) == 2,
+        timeout=60,
+        what="both readers in the ConfigMap",
+    )
+    listed = config_data(cluster, "orders-readers", namespace)["instanceEndpoints"].split(",")
+    assert listed == [i["endpoint"] for i in obj["status"]["instances"]]
+
+    cluster.kubectl("delete", "dbattach", "r1", "-n", namespace, "--timeout=60s")
+    assert get(cluster, "configmap", "orders-readers", namespace) is None
+
+
+def test_a_dbattach_never_writes_into_a_secret_it_did_not_create(
+    cluster: Cluster, operator: Operator, fake_aws: FakeAWS, namespace: str
+) -> None:
+    seed_cluster(fake_aws.client("rds"), "cont-c")
+    cluster.kubectl("create", "secret", "generic", "readers", "-n", namespace, "--from-literal=readerEndpoint=mine")
+    cluster.apply(
+        dbattach("r2", namespace, {"dbCluster": "cont-c"}, identifier="cont-c-ro", connection={"name": "readers"})
+    )
+    obj = cluster.wait_for(
+        "dbattach", "r2", namespace, lambda o: connection_condition(o).get("reason") == "NameTaken", timeout=120
+    )
+    assert obj["status"]["phase"] == "Available", obj["status"]  # the reader is up; only its details are not written
+    assert "spec.connection.name" in connection_condition(obj)["message"]
+    warnings = eventually(
+        lambda: [e for e in cluster.events(namespace, "r2") if e.get("reason") == "NameTaken"], what="the event"
+    )
+    assert [(e["type"], e.get("count", 1)) for e in warnings] == [("Warning", 1)], warnings  # told once
+    assert secret_data(cluster, "readers", namespace) == {"readerEndpoint": "mine"}
+    cluster.kubectl("delete", "dbattach", "r2", "-n", namespace, "--timeout=60s")
+    assert secret_data(cluster, "readers", namespace) == {"readerEndpoint": "mine"}

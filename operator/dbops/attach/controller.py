@@ -12,9 +12,10 @@ from typing import Any
 from pydantic import BaseModel
 
 from dbops.attach import plan, tenancy
+from dbops.core import connection
 from dbops.core.aws import Aws, StatusCache
 from dbops.core.reconciler import Note, Outcome, Pass, accepted
-from dbops.core.status import View, held, timestamp
+from dbops.core.status import Cond, View, condition, held, timestamp
 from dbops.core.types import SpecError, owned_by, ownership_tags
 from dbops.models import DBAttachSpec, DBAttachStatus, DBRestoreSpec
 from dbops.policy.quota import Grant
@@ -41,7 +42,7 @@ class AttachController:
     kind = "DBAttach"
     plural = "dbattaches"
     status_model: type[BaseModel] = DBAttachStatus
-    known_conditions: tuple[str, ...] = ()
+    known_conditions: tuple[str, ...] = (connection.CONDITION,)
     keep: tuple[str, ...] = ("startTime", "completionTime")
 
     def __init__(
@@ -90,7 +91,29 @@ class AttachController:
                 self._cache(p).forget(region, "instance", [decision.call.target])
                 p.note("aws-call", decision.view.reason, decision.view.message, target=cluster_id)
         view = decision.view.with_fields(**where, **self._round(p, decision.view.phase))
+        view = self._connect(p, spec, view, seen.cluster if seen else None)
         return Outcome(view, requeue=self.poll / 4 if view.phase == "Attaching" else None)
+
+    @staticmethod
+    def _connect(p: Pass, spec: DBAttachSpec, view: View, cluster: dict[str, Any] | None) -> View:
+        """Each Available pass compares the connection Secret (or ConfigMap) with what AWS reports and
+        writes it when it differs. The readers stay Available when it cannot be written (they are up):
+        the condition says why, and a warning event tells it once."""
+        want = spec.connection
+        before = condition(p.status.get("conditions"), connection.CONDITION) or {}
+        if want is None:
+            if not before or before.get("reason") == "NotRequested":
+                return view
+            return view.with_conditions(
+                Cond(connection.CONDITION, "False", "NotRequested", "spec.connection is not set")
+            )
+        if view.phase != "Available" or cluster is None:
+            return view
+        data = plan.connection_details(cluster, list(view.fields.get("instances") or []))
+        cond = connection.publish(p.services.kube, p.body, want.kind, want.name, data)
+        if cond.status == "False" and (before.get("status"), before.get("reason")) != ("False", cond.reason):
+            p.note("connection-failed", cond.reason, cond.message, warning=True)
+        return view.with_conditions(cond)
 
     def _room(
         self, p: Pass, asked: Request, decision: plan.Decision, cluster_id: str, seen: plan.Seen
@@ -210,6 +233,8 @@ class AttachController:
                 p.note("deleting", "Deleting", f"deleting instance {call.target} (deletionPolicy Delete)")
         self.fast.forget(region, "instance", [c.target for c in calls])
         if done:
+            if spec.connection is not None:  # it goes with the object, whatever becomes of the instances
+                connection.withdraw(p.services.kube, p.body, spec.connection.kind, spec.connection.name)
             reason = "Retained" if spec.deletion_policy == "Retain" else "Deleted"
             return Outcome(
                 View("Deleting", "False", reason, message), done=True, notes=[Note("deleted", reason, message)]

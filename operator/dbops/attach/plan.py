@@ -94,6 +94,21 @@ def decide(spec: DBAttachSpec, seen: Seen, uid: str, cluster_id: str, tags: list
     return Decision(None, View("Available", "True", "Available", message, fields))
 
 
+def connection_details(cluster: dict[str, Any], instances: list[dict[str, Any]]) -> dict[str, str]:
+    """What applications need to reach the readers, as AWS reports it now (string values, for a Secret
+    or ConfigMap). `instances`: this object's, as its status lists them (in identifier order)."""
+    own = [str(i["endpoint"]) for i in instances if i.get("endpoint") and i.get("role") != "writer"]
+    found = {
+        "readerEndpoint": cluster.get("ReaderEndpoint"),
+        "port": cluster.get("Port"),
+        "engine": cluster.get("Engine"),
+        "username": cluster.get("MasterUsername"),
+        "database": cluster.get("DatabaseName"),
+        "instanceEndpoints": ",".join(own),
+    }
+    return {k: str(v) for k, v in found.items() if v not in (None, "")}
+
+
 def _status_fields(
     spec: DBAttachSpec, cluster: dict[str, Any], ours: dict[str, dict[str, Any]], desired: list[str]
 ) -> dict[str, Any]:
