@@ -7,11 +7,13 @@ webhook that is down blocking nothing; and bad policies refused at admission, na
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Callable
 from typing import Any
 
 import pytest
+import yaml
 
 from dbops import webhook
 from tests.e2e.obs_helpers import audit_rows, eventually
@@ -322,6 +324,66 @@ def test_team_bs_calls_are_signed_with_its_assumed_role_and_a_namespace_without_
         Filters=[{"Name": "db-instance-id", "Values": [f"{ns_b}-copy"]}]
     )
     assert mine["DBInstances"] == []
+
+
+def test_a_namespace_at_its_in_flight_limit_holds_back_only_itself_and_its_line_keeps_creation_order(
+    cluster: Cluster,
+    own_operator: Operator,
+    fake_aws: FakeAWS,
+    teams: tuple[str, str],
+    policies: Policies,
+    admission_webhook: dict[str, str],
+) -> None:
+    """Two teams on one operator: bob's namespace may restore one database at a time, alice's five. Bob
+    applies three at once, then alice two: bob's run one after the other, in creation order (the names
+    break the tie of one second), each waiting (Pending, QuotaExceeded, its place in line said); alice's
+    start at once, never in bob's line."""
+    ns_a, ns_b = teams
+    pb = policies(f"one-{ns_b}", namespaces=[ns_b], limits={"restoresInFlight": 1})
+    policies(f"five-{ns_a}", namespaces=[ns_a], limits={"restoresInFlight": 5})
+    create_seconds = 4.0
+    fake_aws.configure(create_seconds=create_seconds)
+    own_operator.env.update(admission_webhook, DBOPS_NAMESPACE=f"{ns_a},{ns_b}", DBOPS_POLICY="enforce")
+    own_operator.start()
+    fake_aws.reset_calls()
+
+    def many(ns: str, user: str, prefix: str, count: int) -> list[str]:
+        snap = {"dbSnapshot": f"{ns}-snap"}
+        names = [f"{prefix}{i}" for i in range(1, count + 1)]
+        docs = [dbrestore(n, ns, snap, f"{ns}-{n}", deletionPolicy="Delete") for n in names]
+        cluster.apply(yaml.safe_dump_all(docs), user)
+        return names
+
+    bobs = many(ns_b, "bob", "b", 3)
+    alices = many(ns_a, "alice", "a", 2)
+    third = cluster.wait_for(
+        "dbrestore",
+        "b3",
+        ns_b,
+        lambda o: "ahead of it in line" in (ready(o) if o.get("status") else {}).get("message", ""),
+    )
+    assert third["status"]["phase"] == "Pending" and ready(third)["reason"] == "QuotaExceeded"
+    assert re.search(f"and DBPolicy {pb} allows 1 at once; [12] ahead of it in line$", ready(third)["message"])
+    for name in bobs:
+        wait_phase(cluster, name, ns_b, "Available", timeout=120)
+    for name in alices:
+        wait_phase(cluster, name, ns_a, "Available", timeout=60)
+    assert creates(fake_aws) == {"RestoreDBInstanceFromDBSnapshot": 5}
+
+    rds = fake_aws.client("rds")
+    called = {
+        db["DBInstanceIdentifier"]: db["InstanceCreateTime"].timestamp()
+        for db in rds.describe_db_instances()["DBInstances"]
+        if db["DBInstanceIdentifier"].startswith((f"{ns_a}-a", f"{ns_b}-b"))
+    }
+    b1, b2, b3 = (called[f"{ns_b}-{n}"] for n in bobs)
+    # One at a time: each restore call waits for the one before it to be available in RDS.
+    assert b1 < b2 < b3, called
+    assert b2 - b1 >= create_seconds * 0.9 and b3 - b2 >= create_seconds * 0.9, called
+    # Alice's were not held behind bob's line: both were called before bob's second.
+    assert all(called[f"{ns_a}-{n}"] < b2 for n in alices), called
+    for name in alices:
+        assert "QuotaExceeded" not in {e.get("reason") for e in cluster.events(ns_a, name)}
 
 
 def test_forced_settings_ttl_rules_and_the_databases_owned_limit(
