@@ -145,12 +145,18 @@ class AttachController:
         return self.fast if p.status.get("phase") in ("Pending", "Attaching") else self.slow
 
     def _cached(self, p: Pass, spec: DBAttachSpec, cluster_id: str, region: str) -> plan.Seen | None:
+        """What the batched poll saw, once this object has readers. Before its first create only a
+        fresh read can decide (a create is decided on one), so a new object does not wait for a poll of
+        its burst's names first: it only has them tracked, for the poll after."""
         cache = self._cache(p)
+        names = plan.candidate_names(spec)
         cache.track(region, "cluster", [cluster_id], owner=p.uid)
+        if p.status.get("phase") == "Pending" and not p.status.get("instances"):
+            cache.track(region, "instance", names, owner=p.uid)
+            return None
         cluster = cache.get(region, "cluster", cluster_id)
         if not cluster.seen:
             return None
-        names = plan.candidate_names(spec)
         writer = plan.writer_id(cluster.db) if cluster.db else None
         cache.track(region, "instance", names + ([writer] if writer else []), owner=p.uid)
         found = {n: cache.get(region, "instance", n) for n in names}

@@ -1,4 +1,4 @@
-"""Which look a DBRestore pass starts from: the batched poll only once its restore call is made."""
+"""Which look a pass starts from: the batched poll only once its object has made its first create."""
 
 from __future__ import annotations
 
@@ -6,13 +6,15 @@ from collections.abc import Iterable
 from types import SimpleNamespace
 from typing import Any
 
+from dbops.attach.controller import AttachController
 from dbops.core.aws import StatusCache
 from dbops.core.types import Kind
-from dbops.models import DBRestoreSpec
+from dbops.models import DBAttachSpec, DBRestoreSpec
 from dbops.restore.controller import RestoreController
 from dbops.restore.source import source_ref
 
 SPEC = DBRestoreSpec.model_validate({"source": {"dbSnapshot": "snap-1"}, "target": {"identifier": "db-1"}})
+ATTACH = DBAttachSpec.model_validate({"cluster": {"dbCluster": "aurora-1"}, "identifier": "reader-1"})
 
 
 class Polls:
@@ -21,6 +23,8 @@ class Polls:
 
     def __call__(self, _region: str, _kind: Kind, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
         self.calls.append(frozenset(ids))
+        if _kind == "cluster":
+            return {i: {"DBClusterIdentifier": i, "Status": "available", "DBClusterMembers": []} for i in ids}
         return {i: {"DBInstanceIdentifier": i, "DBInstanceStatus": "creating"} for i in ids}
 
 
@@ -50,3 +54,28 @@ def test_after_the_restore_call_the_pass_reads_the_batched_poll() -> None:
     seen = controller._cached(_pass(status), SPEC, source_ref(SPEC, "us-east-1"))
     assert seen is not None and seen.target is not None and seen.target["DBInstanceStatus"] == "creating"
     assert polls.calls == [frozenset({"db-1"})]
+
+
+def _attach_controller(polls: Polls) -> tuple[AttachController, StatusCache]:
+    fast = StatusCache(interval=3600, fetch=polls)
+    slow = StatusCache(interval=3600, fetch=polls)
+    return AttachController(aws=None, fast=fast, slow=slow, region="us-east-1", poll=5.0), fast  # type: ignore[arg-type]
+
+
+def test_a_dbattach_before_its_first_create_waits_for_no_poll_but_has_its_names_tracked() -> None:
+    polls = Polls()
+    controller, fast = _attach_controller(polls)
+    seen = controller._cached(_pass({"phase": "Pending"}), ATTACH, "aurora-1", "us-east-1")
+    assert seen is None
+    assert polls.calls == []
+    assert fast.tracked_count() == 2  # the cluster and the reader's name
+
+
+def test_a_dbattach_with_readers_reads_the_batched_poll() -> None:
+    polls = Polls()
+    controller, _ = _attach_controller(polls)
+    status = {"phase": "Attaching", "instances": ["reader-1"]}
+    seen = controller._cached(_pass(status), ATTACH, "aurora-1", "us-east-1")
+    assert seen is not None and seen.instances["reader-1"] is not None
+    assert seen.instances["reader-1"]["DBInstanceStatus"] == "creating"
+    assert frozenset({"aurora-1"}) in polls.calls and frozenset({"reader-1"}) in polls.calls
