@@ -370,21 +370,32 @@ class MasterPassword(Model):
     )
 
 
-class Connection(Model):
-    """Where dbops writes how to reach the restored database, for the applications that use it."""
+ConnectionKind = Literal["Secret", "ConfigMap"]
 
-    name: str = text(
-        "Name of the Secret (or ConfigMap) in the DBRestore's namespace. dbops creates it, owned by the "
-        "DBRestore (it goes with it), and keeps it up to date; it never writes into one it did not create.",
+
+def _connection_name(owner: str, upkeep: str = "") -> Any:
+    """spec.connection.name, worded once for both kinds: what dbops promises about the object it writes."""
+    return text(
+        f"Name of the Secret (or ConfigMap) in the {owner}'s namespace. dbops creates it, owned by the "
+        f"{owner} (it goes with it), and keeps it up to date{upkeep}; it never writes into one it did not "
+        "create.",
         OBJECT_NAME,
         default=...,
     )
-    kind: Literal["Secret", "ConfigMap"] = Field(
-        "Secret",
-        description="Secret (the default) or ConfigMap. Keys: endpoint, readerEndpoint (Aurora), port, engine, "
-        "username, database (when RDS has one), password (only in a Secret, and only when "
-        "spec.masterPassword.secretRef set it), masterUserSecretArn (RDS-managed passwords: the Secrets "
-        "Manager secret that holds it).",
+
+
+def _connection_kind(keys: str) -> Any:
+    return Field("Secret", description=f"Secret (the default) or ConfigMap{keys}")
+
+
+class Connection(Model):
+    """Where dbops writes how to reach the restored database, for the applications that use it."""
+
+    name: str = _connection_name("DBRestore")
+    kind: ConnectionKind = _connection_kind(
+        ". Keys: endpoint, readerEndpoint (Aurora), port, engine, username, database (when RDS has one), "
+        "password (only in a Secret, and only when spec.masterPassword.secretRef set it), masterUserSecretArn "
+        "(RDS-managed passwords: the Secrets Manager secret that holds it)."
     )
 
 
@@ -744,18 +755,11 @@ class Monitoring(Model):
 class AttachConnection(Model):
     """Where dbops writes how applications reach the readers this DBAttach added."""
 
-    name: str = text(
-        "Name of the Secret (or ConfigMap) in the DBAttach's namespace. dbops creates it, owned by the "
-        "DBAttach (it goes with it), and keeps it up to date as instances come and go; it never writes "
-        "into one it did not create.",
-        OBJECT_NAME,
-        default=...,
-    )
-    kind: Literal["Secret", "ConfigMap"] = Field(
-        "Secret",
-        description="Secret (the default) or ConfigMap; it holds no password. Keys: readerEndpoint (the "
-        "cluster's, spread over all its readers), port, engine, username and database (when RDS has them), "
-        "instanceEndpoints (this object's instances' own endpoints, comma-separated, in identifier order).",
+    name: str = _connection_name("DBAttach", " as instances come and go")
+    kind: ConnectionKind = _connection_kind(
+        "; it holds no password. Keys: readerEndpoint (the cluster's, spread over all its readers), port, "
+        "engine, username and database (when RDS has them), instanceEndpoints (this object's instances' own "
+        "endpoints, comma-separated, in identifier order)."
     )
 
 
