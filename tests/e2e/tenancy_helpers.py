@@ -7,6 +7,7 @@ from typing import Any
 
 from tests.support.fakeaws_fixture import FakeAWS
 from tests.support.kube import ROOT, Cluster
+from tests.support.operator import Operator
 
 # What a user holding `edit` in a namespace may do with dbops objects there: the built-in edit role, and
 # the roles dbops ships for the built-in ones to aggregate (the test server runs no controller manager,
@@ -44,3 +45,11 @@ def tag_snapshot(rds: Any, snapshot: str, **tags: str) -> None:
     """A snapshot's own tags (what DBPolicy sources.requiredTags looks at for a named snapshot)."""
     arn = rds.describe_db_snapshots(DBSnapshotIdentifier=snapshot)["DBSnapshots"][0]["DBSnapshotArn"]
     rds.add_tags_to_resource(ResourceName=arn, Tags=[{"Key": k, "Value": v} for k, v in tags.items()])
+
+
+def start_enforcing(operator: Operator, fake: FakeAWS, namespaces: list[str], **env: str) -> None:
+    """The shared operator for these namespaces with the policies enforced (and `env`: the webhook's
+    settings, say), started with the fake AWS's call log emptied, so that a test counts only its own."""
+    operator.env.update(env, DBOPS_NAMESPACE=",".join(namespaces), DBOPS_POLICY="enforce")
+    operator.start()
+    fake.reset_calls()

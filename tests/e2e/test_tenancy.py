@@ -18,7 +18,7 @@ import yaml
 from dbops import webhook
 from tests.e2e.obs_helpers import audit_rows, eventually
 from tests.e2e.restore_helpers import dbattach, dbrestore, ready, wait_phase
-from tests.e2e.tenancy_helpers import creates, install_user_roles, tag_snapshot, team_namespace
+from tests.e2e.tenancy_helpers import creates, install_user_roles, start_enforcing, tag_snapshot, team_namespace
 from tests.support.fakeaws_fixture import FakeAWS, seed_cluster, seed_instance
 from tests.support.kube import Cluster, free_port
 from tests.support.operator import Operator
@@ -76,10 +76,7 @@ def test_two_teams_are_held_to_their_policies_at_admission_and_before_any_aws_ca
     ns_a, ns_b = teams
     _, pb = team_policies(policies, ns_a, ns_b)
     fake_aws.configure(create_seconds=6)
-    own_operator.env.update(admission_webhook, DBOPS_NAMESPACE=f"{ns_a},{ns_b}", DBOPS_POLICY="enforce")
-    own_operator.env["DBOPS_AUDIT_RETRY_INTERVAL"] = "1"
-    own_operator.start()
-    fake_aws.reset_calls()
+    start_enforcing(own_operator, fake_aws, [ns_a, ns_b], **admission_webhook, DBOPS_AUDIT_RETRY_INTERVAL="1")
     url = f"sqlite:///{own_operator.workdir / 'audit.db'}"
 
     # --- refused at admission: in kubectl apply's output, naming the field, the policy, what it allows ------
@@ -185,9 +182,7 @@ def test_with_the_webhook_down_every_pass_still_applies_the_policies(
     cluster.apply(nowhere)
     try:
         unselected = cluster.create_namespace("tc")
-        own_operator.env.update(DBOPS_NAMESPACE=f"{ns_a},{ns_b},{unselected}", DBOPS_POLICY="enforce")
-        own_operator.start()
-        fake_aws.reset_calls()
+        start_enforcing(own_operator, fake_aws, [ns_a, ns_b, unselected])
         begun = time.monotonic()
         for name, source, target in (
             ("theirs", {"dbSnapshot": f"{ns_a}-snap"}, f"{ns_b}-x"),
@@ -282,9 +277,7 @@ def test_team_bs_calls_are_signed_with_its_assumed_role_and_a_namespace_without_
     policies(f"role-{ns_b}", namespaces=[ns_b], aws={"roleArn": role, "externalId": "dbops-team-b"})
     policies(f"plain-{ns_a}", namespaces=[ns_a])
     seed_instance(fake_aws.client("rds", account=account_b), f"{ns_b}-own", snapshot_identifier=f"{ns_b}-own-snap")
-    own_operator.env.update(DBOPS_NAMESPACE=f"{ns_a},{ns_b}", DBOPS_POLICY="enforce")
-    own_operator.start()
-    fake_aws.reset_calls()
+    start_enforcing(own_operator, fake_aws, [ns_a, ns_b])
 
     cluster.apply(dbrestore("b1", ns_b, {"dbSnapshot": f"{ns_b}-own-snap"}, f"{ns_b}-copy"), "bob")
     cluster.apply(dbrestore("a1", ns_a, {"dbSnapshot": f"{ns_a}-snap"}, f"{ns_a}-copy"), "alice")
@@ -343,9 +336,7 @@ def test_a_namespace_at_its_in_flight_limit_holds_back_only_itself_and_its_line_
     policies(f"five-{ns_a}", namespaces=[ns_a], limits={"restoresInFlight": 5})
     create_seconds = 4.0
     fake_aws.configure(create_seconds=create_seconds)
-    own_operator.env.update(admission_webhook, DBOPS_NAMESPACE=f"{ns_a},{ns_b}", DBOPS_POLICY="enforce")
-    own_operator.start()
-    fake_aws.reset_calls()
+    start_enforcing(own_operator, fake_aws, [ns_a, ns_b], **admission_webhook)
 
     def many(ns: str, user: str, prefix: str, count: int) -> list[str]:
         snap = {"dbSnapshot": f"{ns}-snap"}
@@ -412,9 +403,7 @@ def test_forced_settings_ttl_rules_and_the_databases_owned_limit(
         limits={"databasesOwned": 1},
     )
     pa = policies(f"preview-{ns_a}", namespaces=[ns_a], targets={"ttlRequired": True, "maxTTL": "1h"})
-    own_operator.env.update(admission_webhook, DBOPS_NAMESPACE=f"{ns_a},{ns_b}", DBOPS_POLICY="enforce")
-    own_operator.start()
-    fake_aws.reset_calls()
+    start_enforcing(own_operator, fake_aws, [ns_a, ns_b], **admission_webhook)
     snap_a, snap_b = {"dbSnapshot": f"{ns_a}-snap"}, {"dbSnapshot": f"{ns_b}-snap"}
 
     # --- at admission, one refusal per rule -------------------------------------------------------------
