@@ -17,9 +17,14 @@ import pytest
 import sqlalchemy
 from sqlalchemy.engine import make_url
 
+from tests.e2e.obs_helpers import secret
+from tests.support.fakeaws_fixture import FakeAWS, seed_instance
+from tests.support.kube import Cluster
+
 # Rows "in the snapshot": three orders, one with an e-mail address that must never reach status or events.
 ORDERS = [(1, "alice@example.com", 120.5), (2, "bob@example.com", 80.0), (3, "carol@example.com", 42.25)]
 PRIVATE = "alice@example.com"
+MOTO_MANAGED_PASSWORD = "P@55w0rd!"  # what moto's RDS puts in every managed master user secret
 
 
 @dataclass(frozen=True)
@@ -113,3 +118,28 @@ GOOD_PROBES = probes(
     ("orders-listed", "SELECT id FROM orders", {"minRows": 2}),
     ("newest-order", "SELECT max(id) FROM orders", {"equals": "3"}),
 )
+
+
+def restored_from(fake: FakeAWS, data: SnapshotData, name: str, engine: str = "postgres", **kw: Any) -> str:
+    """A source instance whose snapshot's data is `data`: its master user is data.user."""
+    rds = fake.client("rds")
+    version = {"postgres": "16.3", "mariadb": "10.11.9"}[engine]
+    family = {"postgres": "postgres16", "mariadb": "mariadb10.11"}[engine]
+    src = seed_instance(
+        rds, name, engine, engine_version=version, parameter_group_family=family, master_username=data.user, **kw
+    )
+    fake.restores_to(src.snapshot_identifier, data.host, data.port)
+    return src.snapshot_identifier
+
+
+def mariadb_over_tls(fake: FakeAWS, cluster: Cluster, namespace: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    """A MariaDB snapshot whose restore's master user has the password RDS manages (the server checks it),
+    and the spec.verify that reaches it over TLS verify-full against the server's CA, from the Secret
+    drill-ca in `namespace`."""
+    _, ca_file = mariadb_admin()
+    for data in mariadb_data(MOTO_MANAGED_PASSWORD):
+        snapshot = restored_from(fake, data, "shop", "mariadb")
+        with open(ca_file, encoding="utf-8") as f:
+            cluster.apply(secret("drill-ca", namespace, **{"ca.crt": f.read()}))
+        tls = {"mode": "verify-full", "caSecretRef": {"name": "drill-ca"}}
+        yield snapshot, {"database": data.database, "tls": tls, "probes": GOOD_PROBES}

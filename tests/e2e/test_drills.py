@@ -19,7 +19,14 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.drill_helpers import GOOD_PROBES, SnapshotData, postgres_data, probes
+from tests.e2e.drill_helpers import (
+    GOOD_PROBES,
+    MOTO_MANAGED_PASSWORD,
+    SnapshotData,
+    mariadb_over_tls,
+    postgres_data,
+    probes,
+)
 from tests.e2e.obs_helpers import SlackServer, audit_output, eventually, scrape, secret, value
 from tests.support.fakeaws_fixture import FakeAWS, seed_instance
 from tests.support.kube import Cluster
@@ -203,6 +210,40 @@ def test_drills_prove_the_backup_and_keep_the_evidence(
     assert all(r["rto_seconds"] and r["rpo_seconds"] and r["snapshot_time"] and r["target"] for r in drills)
     assert drills[2]["probes"] == "enough-orders=Failed" and drills[0]["source"].startswith("snapshot:")
     assert all(pg_data.password not in json.dumps(r) for r in rows)
+
+
+def test_a_mariadb_drill_over_verify_full_tls_with_the_rds_managed_password_passes_then_fails_on_its_probe(
+    cluster: Cluster, operator: Operator, fake_aws: FakeAWS, namespace: str
+) -> None:
+    """The MySQL path of a drill: the run's database answers with MariaDB's data, checked over TLS
+    verify-full against the server's CA with the password RDS manages (the server checks it); a probe
+    whose expectation the data does not meet fails the next run, the mismatch said, no secret shown."""
+    for snapshot, verify in mariadb_over_tls(fake_aws, cluster, namespace):
+        tmpl = {
+            **template(snapshot, "shop-drill"),
+            "verify": verify,
+            "masterPassword": {"manageMasterUserPassword": True},
+        }
+        cluster.apply(schedule("shop", namespace, tmpl))
+        cluster.wait_for(PLURAL, "shop", namespace, lambda o: (o.get("status") or {}).get("phase"), what="seen")
+
+        run_now(cluster, "shop", namespace, "first")
+        first = wait_runs(cluster, "shop", namespace, finished(1))[0]
+        assert first["result"] == "Passed", first
+        assert [p["result"] for p in first["probes"]] == ["Passed"] * 3
+        verification = children(cluster, namespace)[first["name"]]["status"]["verification"]
+        assert (verification["engine"], verification["tls"]) == ("mariadb", "verify-full"), verification
+
+        bad = probes(("enough-orders", "SELECT id FROM orders", {"minRows": 1000}))
+        patch = {"spec": {"template": {"verify": {**verify, "probes": bad}}}}
+        cluster.kubectl("patch", PLURAL, "shop", "-n", namespace, "--type=merge", "-p", json.dumps(patch))
+        run_now(cluster, "shop", namespace, "second")
+        failed = wait_runs(cluster, "shop", namespace, finished(2))[0]
+        assert (failed["result"], failed["reason"]) == ("Failed", "ProbeFailed"), failed
+        assert "expected at least 1000 rows" in failed["message"]
+        shown = json.dumps(runs_of(cluster, "shop", namespace)) + json.dumps(cluster.events(namespace, "shop"))
+        assert MOTO_MANAGED_PASSWORD not in shown
+        assert fake_aws.calls().get("GetSecretValue", 0) >= 2  # each run read the managed password
 
 
 def test_a_drill_that_cannot_connect_fails_with_the_reason_and_its_database_still_goes(

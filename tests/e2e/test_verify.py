@@ -16,12 +16,13 @@ import pytest
 
 from tests.e2e.drill_helpers import (
     GOOD_PROBES,
+    MOTO_MANAGED_PASSWORD,
     PRIVATE,
     SnapshotData,
-    mariadb_admin,
-    mariadb_data,
+    mariadb_over_tls,
     postgres_data,
     probes,
+    restored_from,
 )
 from tests.e2e.obs_helpers import secret
 from tests.e2e.restore_helpers import dbrestore, event_reasons, ready, wait_phase
@@ -30,7 +31,6 @@ from tests.support.kube import Cluster
 from tests.support.operator import Operator
 
 PASSWORD_SECRET = "drill-password"
-MOTO_MANAGED_PASSWORD = "P@55w0rd!"  # what moto's RDS puts in every managed master user secret
 
 
 @pytest.fixture
@@ -40,18 +40,6 @@ def pg_data() -> Iterator[SnapshotData]:
 
 def condition(obj: dict[str, Any], type_: str) -> dict[str, Any]:
     return next(c for c in obj["status"]["conditions"] if c["type"] == type_)
-
-
-def restored_from(fake: FakeAWS, data: SnapshotData, name: str, engine: str = "postgres", **kw: Any) -> str:
-    """A source instance whose snapshot's data is `data`: its master user is data.user."""
-    rds = fake.client("rds")
-    version = {"postgres": "16.3", "mariadb": "10.11.9"}[engine]
-    family = {"postgres": "postgres16", "mariadb": "mariadb10.11"}[engine]
-    src = seed_instance(
-        rds, name, engine, engine_version=version, parameter_group_family=family, master_username=data.user, **kw
-    )
-    fake.restores_to(src.snapshot_identifier, data.host, data.port)
-    return src.snapshot_identifier
 
 
 def verified_restore(namespace: str, snapshot: str, target: str, verify: dict[str, Any], **spec: Any) -> dict[str, Any]:
@@ -154,16 +142,7 @@ def test_mariadb_over_verify_full_tls_with_the_rds_managed_password(
 ) -> None:
     """The MySQL path: PyMySQL, TLS verify-full against the server's CA (from a Secret), and the password RDS
     manages in Secrets Manager, which the server checks."""
-    _, ca_file = mariadb_admin()
-    for data in mariadb_data(MOTO_MANAGED_PASSWORD):
-        snapshot = restored_from(fake_aws, data, "shop", "mariadb")
-        with open(ca_file, encoding="utf-8") as f:
-            cluster.apply(secret("drill-ca", namespace, **{"ca.crt": f.read()}))
-        verify = {
-            "database": data.database,
-            "tls": {"mode": "verify-full", "caSecretRef": {"name": "drill-ca"}},
-            "probes": GOOD_PROBES,
-        }
+    for snapshot, verify in mariadb_over_tls(fake_aws, cluster, namespace):
         managed = {"manageMasterUserPassword": True}
         cluster.apply(verified_restore(namespace, snapshot, "shop-verified", verify, masterPassword=managed))
         obj = wait_phase(cluster, "drill", namespace, "Available", "Failed", timeout=90)
